@@ -1,0 +1,101 @@
+"""The ``doascope`` command line. Each subcommand imports what it needs when it runs, so that
+``doascope locate`` starts without Qt, torch or pyroomacoustics."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from doascope import DoascopeError, __version__
+
+
+def _band(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.replace(",", ":").split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"band must be FMIN:FMAX in Hz, e.g. 300:3500, got {text!r}") from None
+    if not 0 <= lo < hi:
+        raise argparse.ArgumentTypeError(f"band must satisfy 0 <= FMIN < FMAX, got {text!r}")
+    return lo, hi
+
+
+def add_analysis_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that localizes (locate, run, serve, gui)."""
+    from doascope.dsp.estimators import available_methods
+
+    p.add_argument("--profile", "-p", required=True, help="shipped profile id (see `doascope profiles`) or a TOML path")
+    p.add_argument("--method", "-m", default="srp-phat", metavar="M",
+                   help=f"DOA method: {', '.join(available_methods())} (default srp-phat)")
+    p.add_argument("--sources", "-k", type=int, default=1, metavar="K", help="sources to report per block (default 1)")
+    p.add_argument("--band", type=_band, default=(300.0, 3500.0), metavar="FMIN:FMAX", help="analysis band in Hz (default 300:3500)")
+    p.add_argument("--nfft", type=int, default=None, help="STFT size (default 512 at 16 kHz, scaled with the rate)")
+    p.add_argument("--hop", type=int, default=None, help="STFT hop (default nfft/2)")
+    p.add_argument("--block", type=int, default=8, metavar="FRAMES", help="STFT frames per block (default 8)")
+    p.add_argument("--grid", choices=["auto", "circle", "sphere"], default="auto",
+                   help="search grid: azimuth circle, sphere (upper half for planar arrays); auto picks by geometry")
+    p.add_argument("--resolution", type=float, default=None, metavar="DEG", help="grid spacing in degrees")
+    p.add_argument("--smoothing", type=float, default=0.0, metavar="A",
+                   help="temporal integration of the spectrum across blocks, 0 (none) to <1 (default 0)")
+    p.add_argument("--min-separation", type=float, default=20.0, metavar="DEG", help="minimum angle between reported sources")
+    p.add_argument("--weights", default=None, help="network weights for --method dnn")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="doascope", description="Sound source localization with microphone arrays.")
+    parser.add_argument("--version", action="version", version=f"doascope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("profiles", help="list the shipped microphone-array profiles")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("locate", help="localize the sources in a multichannel recording")
+    p.add_argument("file", help="recording (WAV, FLAC, OGG, ... any format soundfile reads)")
+    add_analysis_options(p)
+    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output format (default jsonl)")
+    p.add_argument("--output", "-o", default="-", help="output file (default stdout)")
+    p.add_argument("--plot", metavar="PNG", default=None, help="also draw azimuth over time to this PNG")
+
+    p = sub.add_parser("demo", help="localize a built-in simulated scene and show the result (no hardware needed)")
+    p.add_argument("--profile", "-p", default="respeaker_usb_v2", help="array to simulate (default respeaker_usb_v2)")
+    p.add_argument("--method", "-m", default="srp-phat")
+    p.add_argument("--out", default="doascope-demo", help="folder for the scene WAV and the PNG (default ./doascope-demo)")
+    p.add_argument("--seed", type=int, default=1)
+
+    p = sub.add_parser("bench", help="speed and accuracy against pyroomacoustics (ratios, measured in this process)")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions and scenes (a smoke run)")
+    p.add_argument("--speed-only", action="store_true", help="skip the accuracy part")
+    p.add_argument("--accuracy-only", action="store_true", help="skip the speed part")
+    p.add_argument("--scenes", type=int, default=None, help="scenes per source count in the accuracy part")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write every figure to this JSON file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "profiles":
+            from doascope.app.commands import cmd_profiles as run
+        elif args.command == "locate":
+            from doascope.app.commands import cmd_locate as run
+        elif args.command == "demo":
+            from doascope.app.demo import cmd_demo as run
+        elif args.command == "bench":
+            from doascope.app.bench import cmd_bench as run
+        else:  # pragma: no cover - argparse rejects unknown commands
+            parser.error(f"unknown command {args.command}")
+        return int(run(args) or 0)
+    except DoascopeError as exc:
+        print(f"doascope: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `doascope locate ... | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

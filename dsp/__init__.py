@@ -1,0 +1,33 @@
+"""doascope.dsp: pure numeric localization kernels (no I/O, threads, Qt or torch).
+
+Main entry points: :func:`stft`, :func:`make_estimator` (methods in :data:`ESTIMATORS`),
+:func:`find_peaks`, grids (:func:`circle_grid`, :func:`sphere_grid`, :func:`default_grid`).
+"""
+
+from doascope.dsp.estimators import (
+    DEFAULT_BAND,
+    ESTIMATORS,
+    Estimator,
+    available_methods,
+    make_estimator,
+    register,
+)
+from doascope.dsp.gcc import GccPhat, mic_pairs, pair_tdoas, phat_cross_spectra
+from doascope.dsp.grids import (
+    Grid,
+    angular_distance,
+    array_geometry,
+    circle_grid,
+    default_grid,
+    directions,
+    sphere_grid,
+    unit_vectors,
+)
+from doascope.dsp.localizer import BlockResult, Localizer
+from doascope.dsp.activity import ActivityGate, energy_coherence
+from doascope.dsp.music import covariances, music_spectrum, steering
+from doascope.dsp.peaks import Peak, find_peaks
+from doascope.dsp.srp import srp_from_correlations
+from doascope.dsp.stft import frequencies, n_frames, stft
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,157 @@
+"""One interface for every DOA method, and the registry that names them.
+
+An estimator is built once from (positions, fs, nfft, grid, band) and turns an STFT block
+(mics, freqs, frames) into a spatial spectrum over the grid. Adding a method means adding one
+class with ``@register("name")``; the DNN registers itself lazily from doascope.models.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import ClassVar
+
+import numpy as np
+
+from doascope import SPEED_OF_SOUND, ParameterError
+from doascope.dsp._checks import as_positions, as_stft, band_bins, positive
+from doascope.dsp.gcc import GccPhat, pair_tdoas
+from doascope.dsp.grids import Grid, default_grid
+from doascope.dsp.music import covariances, music_spectrum, steering
+from doascope.dsp.srp import srp_from_correlations
+
+ESTIMATORS: dict[str, type["Estimator"]] = {}
+# Methods whose module is imported only when asked for (torch stays out of the classical path).
+LAZY_ESTIMATORS: dict[str, str] = {"dnn": "doascope.models.dnn"}
+
+DEFAULT_BAND = (300.0, 3500.0)
+
+
+def register(name: str):
+    def deco(cls):
+        cls.name = name
+        ESTIMATORS[name] = cls
+        return cls
+    return deco
+
+
+def available_methods() -> list[str]:
+    return sorted(set(ESTIMATORS) | set(LAZY_ESTIMATORS))
+
+
+def estimator_class(method: str) -> type["Estimator"]:
+    if method not in ESTIMATORS and method in LAZY_ESTIMATORS:
+        importlib.import_module(LAZY_ESTIMATORS[method])
+    try:
+        return ESTIMATORS[method]
+    except KeyError:
+        raise ParameterError(f"unknown method {method!r}; choose one of: {', '.join(available_methods())}") from None
+
+
+def make_estimator(method: str, positions, *, fs: float, nfft: int = 512, grid: Grid | None = None,
+                   band=DEFAULT_BAND, n_sources: int = 1, c: float = SPEED_OF_SOUND, **options) -> "Estimator":
+    """Build the estimator registered as ``method`` (see :func:`available_methods`)."""
+    return estimator_class(method)(positions, fs=fs, nfft=nfft, grid=grid, band=band,
+                                   n_sources=n_sources, c=c, **options)
+
+
+class Estimator:
+    """Base class: validates and stores the set-up; subclasses implement ``_spectrum``.
+
+    Attributes: positions (mics, 3) m, fs Hz, nfft, grid, band (fmin, fmax) Hz, bins (band bin
+    indices), n_sources (used by subspace methods), c m/s.
+    """
+
+    name: ClassVar[str] = ""
+    #: whether the spectrum's scale is absolute (1 = perfectly coherent wave) or relative to its max
+    absolute_scale: ClassVar[bool] = True
+
+    def __init__(self, positions, *, fs: float, nfft: int = 512, grid: Grid | None = None,
+                 band=DEFAULT_BAND, n_sources: int = 1, c: float = SPEED_OF_SOUND):
+        self.positions = as_positions(positions)
+        self.fs = positive("fs", fs)
+        self.nfft = positive("nfft", nfft, integer=True)
+        self.c = positive("c", c)
+        self.grid = default_grid(self.positions) if grid is None else grid
+        self.band = (float(band[0]), min(float(band[1]), self.fs / 2))
+        self.bins = band_bins(self.band, self.fs, self.nfft)
+        self.n_sources = positive("n_sources", n_sources, integer=True)
+
+    @property
+    def n_mics(self) -> int:
+        return self.positions.shape[0]
+
+    def spectrum(self, X) -> np.ndarray:
+        """Spatial spectrum (points,) float32 of a (mics, freqs, frames) complex64 block."""
+        X = as_stft(X, mics=self.n_mics)
+        if X.shape[1] != self.nfft // 2 + 1:
+            raise ParameterError(f"the STFT has {X.shape[1]} bins but nfft={self.nfft} needs {self.nfft // 2 + 1}")
+        return self._spectrum(X)
+
+    def _spectrum(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def set_sources(self, n_sources: int) -> None:
+        self.n_sources = positive("n_sources", n_sources, integer=True)
+
+
+@register("srp-phat")
+class SrpPhat(Estimator):
+    """SRP-PHAT: mean over pairs of GCC-PHAT at each point's TDOAs (ODAS's fast form)."""
+
+    def __init__(self, positions, **kw):
+        super().__init__(positions, **kw)
+        self.gcc = GccPhat(self.positions, fs=self.fs, nfft=self.nfft, band=self.band, c=self.c)
+        self.lag_index = self.gcc.lag_index(pair_tdoas(self.positions, self.grid.vectors, self.gcc.pairs, c=self.c))
+
+    def weights(self, X: np.ndarray) -> np.ndarray | None:
+        """Per time-frequency-bin weights (B, frames), or None for plain PHAT."""
+        return None
+
+    def _spectrum(self, X):
+        r = self.gcc.correlate(X, self.weights(X))
+        return srp_from_correlations(r, self.lag_index)
+
+
+@register("gcc-phat")
+class GccPhatTdoa(Estimator):
+    """GCC-PHAT used on its own: one TDOA per pair (peak of its correlation, sub-sample), then each
+    point scores how well its TDOAs agree: mean over pairs of exp(-(tau_ij(point) - tau_ij)^2 / 2 sigma^2).
+    """
+
+    def __init__(self, positions, **kw):
+        super().__init__(positions, **kw)
+        self.gcc = GccPhat(self.positions, fs=self.fs, nfft=self.nfft, band=self.band, c=self.c)
+        self.grid_tdoas = pair_tdoas(self.positions, self.grid.vectors, self.gcc.pairs, c=self.c)
+        # A quarter period at the band's top: pairs whose TDOA is that far off add little.
+        self.sigma = 0.25 / self.band[1]
+
+    def _spectrum(self, X):
+        tau = self.gcc.tdoas(self.gcc.correlate(X))
+        d = (self.grid_tdoas - tau[:, None]) / self.sigma
+        return np.exp(-0.5 * d * d).mean(axis=0).astype(np.float32)
+
+
+@register("music")
+class Music(Estimator):
+    """Broadband MUSIC (Schmidt 1986): mean over band bins of 1/||E_n^H a||^2."""
+
+    absolute_scale = False
+    normalise = False
+
+    def __init__(self, positions, **kw):
+        super().__init__(positions, **kw)
+        if self.n_mics < 2:
+            raise ParameterError("MUSIC needs at least two microphones")
+        self.A = steering(self.positions, self.grid.vectors, self.bins * (self.fs / self.nfft), c=self.c)
+
+    def _spectrum(self, X):
+        K = min(self.n_sources, self.n_mics - 1)
+        s = music_spectrum(covariances(X, self.bins), self.A, K, normalise=self.normalise)
+        return s / max(float(s.max()), 1e-30)
+
+
+@register("normmusic")
+class NormMusic(Music):
+    """NormMUSIC: each bin's MUSIC pseudo-spectrum scaled to max 1 before averaging."""
+
+    normalise = True

@@ -1,0 +1,78 @@
+"""Short-time Fourier transform of multichannel audio.
+
+Audio is (frames, channels) float32 as soundfile and sounddevice deliver it; the STFT is
+(mics, freqs, frames) complex64, frame t covering samples [t*hop, t*hop + nfft).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft
+
+from doascope import ParameterError
+from doascope.dsp._checks import positive
+
+
+@lru_cache(maxsize=16)
+def _window(name: str, nfft: int) -> np.ndarray:
+    from scipy.signal import get_window
+
+    try:
+        w = get_window(name, nfft, fftbins=True)  # periodic, as for spectral analysis
+    except ValueError as exc:
+        raise ParameterError(f"unknown window {name!r}: {exc}") from None
+    w = w.astype(np.float32)
+    w.setflags(write=False)
+    return w
+
+
+def n_frames(n_samples: int, nfft: int, hop: int) -> int:
+    """How many whole frames fit in n_samples."""
+    return 0 if n_samples < nfft else 1 + (n_samples - nfft) // hop
+
+
+def stft(audio, *, nfft: int = 512, hop: int | None = None, window: str = "hann") -> np.ndarray:
+    """STFT of multichannel audio, frames without padding.
+
+    Parameters
+    ----------
+    audio : (samples, channels) or (samples,) float array
+    nfft : frame length and FFT size in samples
+    hop : frame advance in samples (default nfft // 2)
+    window : any scipy.signal.get_window name
+
+    Returns
+    -------
+    (channels, nfft // 2 + 1, frames) complex64, unscaled (sum of windowed samples times e^-jwn).
+
+    Examples
+    --------
+    >>> X = stft(np.zeros((16000, 4), np.float32), nfft=512, hop=256)
+    >>> X.shape
+    (4, 257, 61)
+    """
+    nfft = positive("nfft", nfft, integer=True)
+    hop = nfft // 2 if hop is None else positive("hop", hop, integer=True)
+    if hop > nfft:
+        raise ParameterError(f"hop ({hop}) must not exceed nfft ({nfft})")
+    x = np.asarray(audio)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ParameterError(f"audio must have shape (samples, channels), got {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ParameterError(f"audio must be floating point, got {x.dtype}")
+    x = np.ascontiguousarray(x.T, dtype=np.float32)  # (channels, samples): frames become strided views
+    T = n_frames(x.shape[1], nfft, hop)
+    if T == 0:
+        return np.zeros((x.shape[0], nfft // 2 + 1, 0), np.complex64)
+    frames = np.lib.stride_tricks.sliding_window_view(x, nfft, axis=1)[:, ::hop][:, :T]  # (ch, T, nfft)
+    spec = scipy.fft.rfft(frames * _window(window, nfft), axis=2, workers=1)  # (ch, T, F)
+    return np.ascontiguousarray(spec.transpose(0, 2, 1), dtype=np.complex64)
+
+
+def frequencies(fs: float, nfft: int) -> np.ndarray:
+    """Centre frequency in Hz of each rFFT bin."""
+    return np.arange(nfft // 2 + 1) * (float(fs) / nfft)
