@@ -34,8 +34,9 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", choices=["auto", "circle", "sphere"], default="auto",
                    help="search grid: azimuth circle, sphere (upper half for planar arrays); auto picks by geometry")
     p.add_argument("--resolution", type=float, default=None, metavar="DEG", help="grid spacing in degrees")
-    p.add_argument("--smoothing", type=float, default=0.0, metavar="A",
-                   help="temporal integration of the spectrum across blocks, 0 (none) to <1 (default 0)")
+    p.add_argument("--smoothing", type=float, default=0.5, metavar="A",
+                   help="temporal integration across blocks, 0 (none) to <1; delays estimates by A/(1-A) "
+                        "blocks on average (default 0.5)")
     p.add_argument("--min-separation", type=float, default=20.0, metavar="DEG", help="minimum angle between reported sources")
     p.add_argument("--weights", default=None, help="network weights for --method dnn")
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="localize a built-in simulated scene and show the result (no hardware needed)")
     p.add_argument("--profile", "-p", default="respeaker_usb_v2", help="array to simulate (default respeaker_usb_v2)")
-    p.add_argument("--method", "-m", default="srp-phat")
+    p.add_argument("--method", "-m", default="normmusic", help="DOA method (default normmusic)")
     p.add_argument("--out", default="doascope-demo", help="folder for the scene WAV and the PNG (default ./doascope-demo)")
     p.add_argument("--seed", type=int, default=1)
 

@@ -12,6 +12,7 @@ from doascope.dsp.estimators import (
     make_estimator,
     register,
 )
+from doascope.dsp.dpd import dpd_weights
 from doascope.dsp.gcc import GccPhat, mic_pairs, pair_tdoas, phat_cross_spectra
 from doascope.dsp.grids import (
     Grid,
@@ -30,4 +31,37 @@ from doascope.dsp.peaks import Peak, find_peaks
 from doascope.dsp.srp import srp_from_correlations
 from doascope.dsp.stft import frequencies, n_frames, stft
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "ActivityGate",
+    "BlockResult",
+    "DEFAULT_BAND",
+    "ESTIMATORS",
+    "Estimator",
+    "GccPhat",
+    "Grid",
+    "Localizer",
+    "Peak",
+    "angular_distance",
+    "array_geometry",
+    "available_methods",
+    "circle_grid",
+    "covariances",
+    "default_grid",
+    "directions",
+    "dpd_weights",
+    "energy_coherence",
+    "find_peaks",
+    "frequencies",
+    "make_estimator",
+    "mic_pairs",
+    "music_spectrum",
+    "n_frames",
+    "pair_tdoas",
+    "phat_cross_spectra",
+    "register",
+    "sphere_grid",
+    "srp_from_correlations",
+    "steering",
+    "stft",
+    "unit_vectors",
+]

@@ -60,3 +60,11 @@ def band_bins(band, fs: float, nfft: int) -> np.ndarray:
     if k.size == 0:
         raise ParameterError(f"band ({fmin:g}, {fmax:g}) Hz holds no FFT bin at fs={fs:g} Hz, nfft={nfft}")
     return k.astype(np.int64)
+
+
+def as_bins(bins, n_freqs: int) -> np.ndarray:
+    """Frequency-bin indices as a non-empty (B,) int64 array within [0, n_freqs)."""
+    b = np.ascontiguousarray(bins, dtype=np.int64)
+    if b.ndim != 1 or b.size == 0 or b.min() < 0 or b.max() >= n_freqs:
+        raise ParameterError(f"frequency bins must be a non-empty list of indices in [0, {n_freqs})")
+    return b

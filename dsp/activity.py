@@ -13,6 +13,8 @@ from collections import deque
 import numpy as np
 from numba import njit
 
+from doascope.dsp._checks import as_bins, as_stft
+
 
 @njit("UniTuple(float64, 2)(complex64[:,:,::1], int64[::1])", cache=True, nogil=True)
 def _energy_coherence(X, bins):
@@ -49,8 +51,9 @@ def energy_coherence(X, bins) -> tuple[float, float]:
 
     For spatially white noise the coherence is about 1/frames; for one plane wave it is 1.
     """
-    X = np.ascontiguousarray(X, dtype=np.complex64)
-    return _energy_coherence(X, np.ascontiguousarray(bins, dtype=np.int64))
+    X = as_stft(X)
+    bins = as_bins(bins, X.shape[1])
+    return _energy_coherence(X, bins)
 
 
 class ActivityGate:

@@ -14,6 +14,7 @@ import numpy as np
 
 from doascope import SPEED_OF_SOUND, ParameterError
 from doascope.dsp._checks import as_positions, as_stft, band_bins, positive
+from doascope.dsp.dpd import dpd_weights
 from doascope.dsp.gcc import GccPhat, pair_tdoas
 from doascope.dsp.grids import Grid, default_grid
 from doascope.dsp.music import covariances, music_spectrum, steering
@@ -40,7 +41,10 @@ def available_methods() -> list[str]:
 
 def estimator_class(method: str) -> type["Estimator"]:
     if method not in ESTIMATORS and method in LAZY_ESTIMATORS:
-        importlib.import_module(LAZY_ESTIMATORS[method])
+        try:
+            importlib.import_module(LAZY_ESTIMATORS[method])
+        except ImportError as exc:
+            raise ParameterError(f"method {method!r} is not available: {exc}") from None
     try:
         return ESTIMATORS[method]
     except KeyError:
@@ -55,7 +59,8 @@ def make_estimator(method: str, positions, *, fs: float, nfft: int = 512, grid: 
 
 
 class Estimator:
-    """Base class: validates and stores the set-up; subclasses implement ``_spectrum``.
+    """Base class: validates and stores the set-up; subclasses implement ``_statistics`` (block
+    -> statistics that may be averaged over blocks) and ``spectrum_from`` (statistics -> spectrum).
 
     Attributes: positions (mics, 3) m, fs Hz, nfft, grid, band (fmin, fmax) Hz, bins (band bin
     indices), n_sources (used by subspace methods), c m/s.
@@ -80,14 +85,27 @@ class Estimator:
     def n_mics(self) -> int:
         return self.positions.shape[0]
 
-    def spectrum(self, X) -> np.ndarray:
-        """Spatial spectrum (points,) float32 of a (mics, freqs, frames) complex64 block."""
+    def statistics(self, X) -> np.ndarray:
+        """The block's sufficient statistics (cross-spectra, covariances...), as an array.
+
+        They are what temporal integration averages across blocks: the engine keeps an exponential
+        average of them and calls :meth:`spectrum_from`. Averaging covariances rather than spectra
+        helps subspace methods, whose eigenvectors then rest on many more frames.
+        """
         X = as_stft(X, mics=self.n_mics)
         if X.shape[1] != self.nfft // 2 + 1:
             raise ParameterError(f"the STFT has {X.shape[1]} bins but nfft={self.nfft} needs {self.nfft // 2 + 1}")
-        return self._spectrum(X)
+        return self._statistics(X)
 
-    def _spectrum(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    def spectrum_from(self, stats: np.ndarray) -> np.ndarray:
+        """Spatial spectrum (points,) float32 from (possibly averaged) statistics."""
+        raise NotImplementedError
+
+    def spectrum(self, X) -> np.ndarray:
+        """Spatial spectrum (points,) float32 of a (mics, freqs, frames) complex64 block."""
+        return self.spectrum_from(self.statistics(X))
+
+    def _statistics(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def set_sources(self, n_sources: int) -> None:
@@ -107,9 +125,24 @@ class SrpPhat(Estimator):
         """Per time-frequency-bin weights (B, frames), or None for plain PHAT."""
         return None
 
-    def _spectrum(self, X):
-        r = self.gcc.correlate(X, self.weights(X))
-        return srp_from_correlations(r, self.lag_index)
+    def _statistics(self, X):
+        return self.gcc.cross_spectra(X, self.weights(X))
+
+    def spectrum_from(self, stats):
+        return srp_from_correlations(self.gcc.correlate_cross(stats), self.lag_index)
+
+
+@register("srp-dpd")
+class SrpDpd(SrpPhat):
+    """SRP-PHAT on direct-path-dominant time-frequency bins: each bin's PHAT term is weighted by
+    the coherence of its neighbourhood (see doascope.dsp.dpd), so reverberant, diffuse bins count
+    less. Same cost class as SRP-PHAT; more robust as reverberation grows.
+    """
+
+    power = 2.0
+
+    def weights(self, X):
+        return dpd_weights(X, self.bins, power=self.power)
 
 
 @register("gcc-phat")
@@ -125,8 +158,11 @@ class GccPhatTdoa(Estimator):
         # A quarter period at the band's top: pairs whose TDOA is that far off add little.
         self.sigma = 0.25 / self.band[1]
 
-    def _spectrum(self, X):
-        tau = self.gcc.tdoas(self.gcc.correlate(X))
+    def _statistics(self, X):
+        return self.gcc.cross_spectra(X)
+
+    def spectrum_from(self, stats):
+        tau = self.gcc.tdoas(self.gcc.correlate_cross(stats))
         d = (self.grid_tdoas - tau[:, None]) / self.sigma
         return np.exp(-0.5 * d * d).mean(axis=0).astype(np.float32)
 
@@ -144,9 +180,12 @@ class Music(Estimator):
             raise ParameterError("MUSIC needs at least two microphones")
         self.A = steering(self.positions, self.grid.vectors, self.bins * (self.fs / self.nfft), c=self.c)
 
-    def _spectrum(self, X):
+    def _statistics(self, X):
+        return covariances(X, self.bins)
+
+    def spectrum_from(self, stats):
         K = min(self.n_sources, self.n_mics - 1)
-        s = music_spectrum(covariances(X, self.bins), self.A, K, normalise=self.normalise)
+        s = music_spectrum(stats, self.A, K, normalise=self.normalise)
         return s / max(float(s.max()), 1e-30)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from doascope import SPEED_OF_SOUND, ParameterError
-from doascope.dsp._checks import as_positions, as_stft, band_bins, positive
+from doascope.dsp._checks import as_bins, as_positions, as_stft, band_bins, positive
 
 _EPS = np.float32(1e-20)
 
@@ -82,10 +82,8 @@ def phat_cross_spectra(X, bins, pairs, weights=None) -> np.ndarray:
     (P, B) complex64; |value| <= 1, 1 for a perfectly coherent plane wave.
     """
     X = as_stft(X)
-    bins = np.ascontiguousarray(bins, dtype=np.int64)
+    bins = as_bins(bins, X.shape[1])
     pairs = np.ascontiguousarray(pairs, dtype=np.int64)
-    if bins.size == 0 or bins.min() < 0 or bins.max() >= X.shape[1]:
-        raise ParameterError(f"frequency bins must lie in [0, {X.shape[1]})")
     if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.min() < 0 or pairs.max() >= X.shape[0]:
         raise ParameterError(f"pairs must be (P, 2) mic indices in [0, {X.shape[0]})")
     if weights is None:

@@ -25,7 +25,7 @@ class BlockResult:
     start: int               # first sample of the block
     stop: int                # one past its last sample
     t: float
-    spectrum: np.ndarray     # (points,) float32, after temporal integration
+    spectrum: np.ndarray     # (points,) float32, after temporal integration when active
     peaks: tuple[Peak, ...]  # strongest first; empty when inactive
     active: bool
     energy: float            # mean band power
@@ -41,8 +41,9 @@ class Localizer:
     hop : STFT hop in samples
     n_sources : peaks reported per block (at most)
     frames_per_block : STFT frames per block; blocks do not overlap
-    smoothing : exponential integration of the spectrum across active blocks, in [0, 1); the
-        effective memory is frames_per_block * hop / (1 - smoothing) samples
+    smoothing : exponential integration of the estimator's statistics (cross-spectra,
+        covariances) across active blocks, in [0, 1); it delays the estimate by
+        smoothing / (1 - smoothing) blocks on average
     min_separation : degrees between reported peaks
     min_relative : peaks below this fraction of the strongest one are not reported
     gate : an :class:`ActivityGate` (a default one if None)
@@ -92,17 +93,18 @@ class Localizer:
         """Localize one block of STFT frames (mics, freqs, frames) whose first sample is ``start``."""
         energy, coherence = energy_coherence(X, self.estimator.bins)
         active = self.gate.update(energy, coherence, X.shape[2])
-        spectrum = self.estimator.spectrum(X)
+        stats = self.estimator.statistics(X)
         if active:
             a = self.smoothing
-            if self._smoothed is None or self._smoothed.shape != spectrum.shape or a == 0.0:
-                self._smoothed = spectrum
+            if self._smoothed is None or self._smoothed.shape != stats.shape or a == 0.0:
+                self._smoothed = stats
             else:
-                self._smoothed = (a * self._smoothed + (1.0 - a) * spectrum).astype(np.float32)
-            spectrum = self._smoothed
+                self._smoothed = a * self._smoothed + (1.0 - a) * stats
+            spectrum = self.estimator.spectrum_from(self._smoothed)
             peaks = tuple(find_peaks(spectrum, self.estimator.grid, self.n_sources,
                                      min_separation=self.min_separation, min_relative=self.min_relative))
         else:
+            spectrum = self.estimator.spectrum_from(stats)
             peaks = ()
         stop = start + (X.shape[2] - 1) * self.hop + self.nfft
         result = BlockResult(self._index, start, stop, 0.5 * (start + stop) / fs, spectrum, peaks,

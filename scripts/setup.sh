@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# doascope set-up on a fresh Debian machine, then one job.
+#
+#   bash scripts/setup.sh demo    # install what is missing, then run `doascope demo`
+#   bash scripts/setup.sh test    # install what is missing, then run the whole test suite
+#   bash scripts/setup.sh         # install only
+#
+# Installs Debian packages (with sudo when not root), a virtual environment in .venv, torch 2.13.0
+# (the CPU build) first so that nothing pulls a CUDA build, then doascope with all its extras.
+# Every step is skipped when already done, so running it again is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+job=${1:-install}
+shift || true
+
+apt_packages=(
+  python3 python3-venv python3-dev gcc            # interpreter, venv, and headers for wheels that compile
+  libportaudio2 libsndfile1                       # sounddevice (live capture), soundfile
+  espeak-ng sox                                   # test speech and audio tools
+  pulseaudio pulseaudio-utils libasound2-plugins  # the virtual mic array for live tests
+  xvfb xauth                                      # a real X display for the GUI test
+  libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0
+  libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-randr0 libxcb-render-util0
+  libxcb-image0 libxcb-xinerama0 libxcb-xfixes0 libxcb-sync1 libxcb-xkb1  # Qt's xcb platform
+)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+py=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($py --version)" >&2
+  $py -m venv .venv
+fi
+vpy=.venv/bin/python
+pipq() { "$vpy" -m pip -q --disable-pip-version-check "$@"; }
+
+# Dependencies change rarely: reinstall them only when pyproject.toml changes.
+stamp=.venv/.doascope-deps
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python packages (torch 2.13.0 CPU first)" >&2
+  pipq install -U pip setuptools wheel
+  "$vpy" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null \
+    || pipq install "torch==2.13.0"
+  pipq install ".[all]"
+  echo "$want" > "$stamp"
+fi
+# The package itself is cheap to reinstall: always match the working tree.
+pipq install --no-deps --no-build-isolation --force-reinstall .
+# Compile (and cache) the Numba kernels now, so the first live block never waits for the JIT.
+(cd /tmp && "$OLDPWD/$vpy" -c "import doascope.dsp")
+
+case "$job" in
+  install) echo "setup: done; run .venv/bin/doascope --help" >&2 ;;
+  demo) exec .venv/bin/doascope demo "$@" ;;
+  test) exec bash scripts/test.sh "$@" ;;
+  *) echo "setup: unknown job '$job' (use demo, test or nothing)" >&2; exit 2 ;;
+esac
