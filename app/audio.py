@@ -11,20 +11,26 @@ from doascope import AudioInputError
 from doascope.hardware_profiles import Profile
 
 
-def map_channels(audio: np.ndarray, profile: Profile, *, what: str = "the input") -> np.ndarray:
-    """Select the profile's microphone channels from (frames, channels) audio.
+def mic_map_for(n_channels: int, profile: Profile, *, what: str = "the input") -> tuple[int, ...]:
+    """Which of an input's channels are the profile's microphones, in profile order.
 
-    Accepts either all of the device's channels (the map is applied) or exactly the microphone
-    channels in profile order (a recording already reduced to the mics).
+    Accepts either all of the device's channels (the profile's map applies) or exactly the
+    microphone channels in profile order (a recording already reduced to the mics).
     """
-    ch = audio.shape[1]
-    if ch == profile.channels:
-        return np.ascontiguousarray(audio[:, list(profile.mic_channels)], dtype=np.float32)
-    if ch == profile.n_mics:
-        return np.ascontiguousarray(audio, dtype=np.float32)
+    if n_channels == profile.channels:
+        return tuple(profile.mic_channels)
+    if n_channels == profile.n_mics:
+        return tuple(range(n_channels))
     raise AudioInputError(
-        f"{what} has {ch} channel{'s' if ch != 1 else ''} but profile '{profile.id}' expects "
+        f"{what} has {n_channels} channel{'s' if n_channels != 1 else ''} but profile '{profile.id}' expects "
         f"{profile.channels} device channels (or its {profile.n_mics} microphone channels)")
+
+
+def select_channels(audio: np.ndarray, mic_map) -> np.ndarray:
+    """(frames, mics) float32 from (frames, channels) audio; no copy when the map is the identity."""
+    if tuple(mic_map) == tuple(range(audio.shape[1])):
+        return np.ascontiguousarray(audio, dtype=np.float32)
+    return np.ascontiguousarray(audio[:, list(mic_map)], dtype=np.float32)
 
 
 def resample(audio: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
@@ -38,11 +44,12 @@ def resample(audio: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def read_recording(path: str | os.PathLike, profile: Profile) -> tuple[np.ndarray, int]:
-    """Read a recording for ``profile``: (frames, mics) float32 at the profile's sample rate.
+def read_raw(path: str | os.PathLike, profile: Profile) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Read a recording for ``profile`` with all its channels, at the profile's sample rate.
 
-    Raises AudioInputError with one sentence for a missing, unreadable or corrupt file, a channel
-    count that does not fit the profile, or NaN/infinite samples.
+    Returns (audio (frames, channels) float32, mic_map). Raises AudioInputError with one sentence
+    for a missing, unreadable or corrupt file, a channel count that does not fit the profile, or
+    NaN/infinite samples.
     """
     import soundfile as sf
 
@@ -62,5 +69,14 @@ def read_recording(path: str | os.PathLike, profile: Profile) -> tuple[np.ndarra
     if not np.all(np.isfinite(audio)):
         bad = int(np.count_nonzero(~np.isfinite(audio)))
         raise AudioInputError(f"{path} contains {bad} NaN or infinite samples")
-    audio = map_channels(audio, profile, what=path)
-    return resample(audio, int(fs), profile.sample_rate), profile.sample_rate
+    mic_map = mic_map_for(audio.shape[1], profile, what=path)
+    return resample(audio, int(fs), profile.sample_rate), mic_map
+
+
+def read_recording(path: str | os.PathLike, profile: Profile) -> tuple[np.ndarray, int]:
+    """Read a recording for ``profile``: (frames, mics) float32 at the profile's sample rate.
+
+    Errors as :func:`read_raw`.
+    """
+    audio, mic_map = read_raw(path, profile)
+    return select_channels(audio, mic_map), profile.sample_rate

@@ -30,13 +30,14 @@ OURS = ("srp-phat", "srp-dpd", "gcc-phat", "music", "normmusic")
 PRA = {"srp-phat": "SRP", "music": "MUSIC", "normmusic": "NormMUSIC"}
 SMOOTHING = (0.0, 0.5, 0.8)
 RT60_BINS = ((0.2, 0.45), (0.45, 0.7), (0.7, 0.9))
+_LIB = {"doascope": "doascope", "pyroomacoustics": "pra"}
 ARRAYS = {"4 mics (ReSpeaker USB v2)": "respeaker_usb_v2", "8 mics (MATRIX Creator)": "matrix_creator"}
 
 
 def _console():
     from rich.console import Console
 
-    return Console(width=max(100, Console().width))
+    return Console(width=max(140, Console().width))
 
 
 def _table(title, columns):
@@ -44,7 +45,8 @@ def _table(title, columns):
 
     t = Table(title=title, title_justify="left")
     for c in columns:
-        t.add_column(c, justify="right" if c not in ("method", "array", "case") else "left")
+        left = c in ("method", "array", "case")
+        t.add_column(c, justify="left" if left else "right", no_wrap=left)
     return t
 
 
@@ -175,7 +177,7 @@ def accuracy(quick: bool, n_scenes: int | None, out: dict, profile: str = "respe
     from doascope.app.scenes import random_scene
 
     con = _console()
-    n_scenes = n_scenes or (3 if quick else 16)
+    n_scenes = n_scenes or (3 if quick else 30)
     pos = load_profile(profile).positions
     grid = circle_grid(1.0)
     block_s = FRAMES * HOP / FS
@@ -218,7 +220,7 @@ def accuracy(quick: bool, n_scenes: int | None, out: dict, profile: str = "respe
     table = _table(f"Accuracy on simulated reverberant rooms ({profile}, RT60 0.2-0.9 s, SNR 0-25 dB, speech and "
                    f"noise; {n_scenes} scenes per source count; blocks where every source is active)",
                    ["method", "smoothing", "latency (ms)", "1 src: <=10 deg", "2 src: recall@15", "3 src: recall@15"])
-    keys = sorted({k[1:] for k in scores}, key=lambda k: (k[0] != "doascope", k[1], k[2]))
+    keys = sorted({k[1:] for k in scores if len(k) == 4}, key=lambda k: (k[0] != "doascope", k[1], k[2]))
     for lib, m, a in keys:
         cells = []
         for n_src in (1, 2, 3):
@@ -228,7 +230,7 @@ def accuracy(quick: bool, n_scenes: int | None, out: dict, profile: str = "respe
                                                    "score": float(np.mean(v)) if v else None, "blocks": len(v)})
         # An exponential average's group delay is a/(1-a) blocks.
         latency = a / (1 - a) * block_s * 1e3
-        table.add_row(f"{lib} {m}", f"{a:g}", f"{latency:.0f}", *cells)
+        table.add_row(f"{_LIB[lib]} {m}", f"{a:g}", f"{latency:.0f}", *cells)
     con.print(table)
     table = _table("Single source, <=10 deg, by RT60 (which method wins where)",
                    ["method", "smoothing"] + [f"RT60 {lo:g}-{hi:g} s" for lo, hi in RT60_BINS])
@@ -237,19 +239,86 @@ def accuracy(quick: bool, n_scenes: int | None, out: dict, profile: str = "respe
         for rb in RT60_BINS:
             v = scores.get((1, rb, lib, m, a), [])
             cells.append(f"{np.mean(v):.1%}" if v else "-")
-        table.add_row(f"{lib} {m}", f"{a:g}", *cells)
+        table.add_row(f"{_LIB[lib]} {m}", f"{a:g}", *cells)
     con.print(table)
     con.print(f"({elapsed:.0f} s; latency = group delay of the temporal integration, on top of one "
               f"{block_s * 1e3:.0f} ms block)")
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def live(quick: bool, out: dict) -> None:
+    """The live engine at real-time pace: CPU per audio second (RTF) and capture-to-frame latency."""
+    from doascope.app.engine import AnalysisConfig, Engine
+    from doascope.app.sources import sim_source
+
+    con = _console()
+    seconds = 3.0 if quick else 8.0
+    table = _table(f"Live engine, simulated two-talker room paced at real time for {seconds:g} s "
+                   "(RTF = analysis CPU time / audio time; latency = last sample of the window captured -> "
+                   "frame published)",
+                   ["array", "method", "grid", "frames/s", "RTF", "RTF warm", "latency p50 (ms)",
+                    "latency p99 (ms)", "hop (ms)"])
+    cases = [("respeaker_usb_v2", m, "auto") for m in OURS] + [("minidsp_uma16", "srp-phat", "sphere")]
+    for pid, method, grid in cases:
+        prof = load_profile(pid)
+        cfg = AnalysisConfig(method=method, grid=grid, n_sources=2)
+        rows = {}
+        for speed in (1.0, 0.0):  # real time, then as fast as possible (warm caches: the CPU floor)
+            src = sim_source("two-talkers", prof, speed=speed, loop=speed > 0)
+            eng = Engine(src, prof, cfg)
+            eng.start()
+            if speed > 0:
+                time.sleep(seconds)
+                eng.stop()
+            else:
+                eng.wait(120)
+            audio = eng.frames * eng.step / eng.fs
+            rows[speed] = (eng.cpu_seconds / max(audio, 1e-9), np.array(eng.latencies), eng.frames / max(audio, 1e-9),
+                           eng)
+        rtf, lat, fps, eng = rows[1.0]
+        p50, p99 = np.percentile(lat, [50, 99]) * 1e3
+        label = f"{pid} ({prof.n_mics} mics, {prof.sample_rate // 1000} kHz)"
+        table.add_row(label, method, eng.localizer.estimator.grid.kind + f" ({len(eng.localizer.estimator.grid)})",
+                      f"{fps:.0f}", f"{rtf:.4f}", f"{rows[0.0][0]:.4f}", f"{p50:.1f}", f"{p99:.1f}",
+                      f"{eng.hop / eng.fs * 1e3:.0f}")
+        out.setdefault("live", []).append({"profile": pid, "method": method, "grid": grid, "rtf": rtf,
+                                            "rtf_warm": rows[0.0][0], "latency_p50_ms": p50,
+                                            "latency_p99_ms": p99, "hop_ms": eng.hop / eng.fs * 1e3})
+    con.print(table)
+
+    # A long replay at 10x: no overruns, flat memory.
+    minutes = 1.0 if quick else 10.0
+    prof = load_profile("respeaker_usb_v2")
+    src = sim_source("two-talkers", prof, speed=10.0, loop=True)
+    eng = Engine(src, prof, AnalysisConfig(method="srp-phat"))
+    eng.start()
+    rss = []
+    t_end = time.monotonic() + minutes * 60 / 10
+    while time.monotonic() < t_end and eng.running:
+        time.sleep(1.0)
+        rss.append(_rss_mb())
+    eng.stop()
+    half = len(rss) // 2
+    growth = max(rss[half:]) - rss[half] if rss else 0.0
+    con.print(f"[bold]{minutes:g}-minute replay at 10x[/]: {eng.frames} frames, overruns {eng.overruns}, "
+              f"RSS {rss[0]:.0f} -> {rss[-1]:.0f} MB (growth over the second half {growth:+.1f} MB)")
+    out["soak"] = {"minutes": minutes, "frames": eng.frames, "overruns": eng.overruns, "rss_mb": rss}
+
+
 def cmd_bench(args) -> int:
     out: dict = {}
-    if not args.accuracy_only:
-        speed(args.quick, out)
-        locate_file(args.quick, out)
-    if not args.speed_only:
-        accuracy(args.quick, args.scenes, out)
+    if args.live:
+        live(args.quick, out)
+    else:
+        if not args.accuracy_only:
+            speed(args.quick, out)
+            locate_file(args.quick, out)
+        if not args.speed_only:
+            accuracy(args.quick, args.scenes, out)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)

@@ -41,6 +41,18 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="network weights for --method dnn")
 
 
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """Where audio comes from: a device (default), a file, or a simulated room."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--device", "-d", default=None, help="input device number or part of its name (default: the system's)")
+    g.add_argument("--file", "-f", default=None, help="replay a multichannel recording")
+    g.add_argument("--sim", default=None, metavar="SCENE",
+                   help="a simulated room: two-talkers, crossing, talker-and-fan, circling")
+    p.add_argument("--loop", action="store_true", help="replay the file (or scene) forever")
+    p.add_argument("--speed", type=float, default=1.0, help="replay speed for --file/--sim (default real time)")
+    p.add_argument("--fast", action="store_true", help="replay as fast as the analysis goes")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="doascope", description="Sound source localization with microphone arrays.")
     parser.add_argument("--version", action="version", version=f"doascope {__version__}")
@@ -56,6 +68,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default="-", help="output file (default stdout)")
     p.add_argument("--plot", metavar="PNG", default=None, help="also draw azimuth over time to this PNG")
 
+    p = sub.add_parser("run", help="localize live (or a replayed file / simulated room) with a terminal view")
+    add_analysis_options(p)
+    add_input_options(p)
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds of audio")
+    p.add_argument("--output", "-o", default=None, metavar="FRAMES.jsonl", help="write every frame as a JSON line")
+    p.add_argument("--record", default=None, metavar="RAW.flac", help="record the raw input losslessly (.flac/.wav)")
+
+    p = sub.add_parser("serve", help="run the engine headless and stream frames to WebSocket and TCP clients")
+    add_analysis_options(p)
+    add_input_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="WebSocket port (default 8765)")
+    p.add_argument("--tcp-port", type=int, default=8766, help="newline-delimited JSON over TCP (default 8766)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (needs --token)")
+    p.add_argument("--token", default=None, help="clients must present it (?token=..., Bearer, or a first line)")
+    p.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
+                   help="extra browser origin allowed on the WebSocket (localhost ones always are)")
+    p.add_argument("--odas", default=None, metavar="HOST:PORT",
+                   help="also push ODAS SST JSON to HOST:PORT and SSL JSON to HOST:PORT+1")
+
+    p = sub.add_parser("listen", help="print the stream of a running `doascope serve`")
+    p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="WebSocket URL (default ws://127.0.0.1:8765)")
+    p.add_argument("--tcp", default=None, metavar="HOST:PORT", help="read the TCP JSON-lines stream instead")
+    p.add_argument("--token", default=None)
+    p.add_argument("--spectrum", action="store_true", help="subscribe to the spatial spectrum")
+    p.add_argument("--control", action="append", default=None, metavar="JSON", help="send a control message first")
+    p.add_argument("--count", type=int, default=0, help="stop after N doa messages")
+    p.add_argument("--json", action="store_true", help="print the raw messages")
+
+    p = sub.add_parser("gui", help="the desktop GUI: live spatial spectrum, tracks and controls")
+    p.add_argument("--profile", "-p", default=None, help="profile to start with")
+    p.add_argument("--method", "-m", default=None)
+    p.add_argument("--sources", "-k", type=int, default=None)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--device", "-d", default=None)
+    g.add_argument("--file", "-f", default=None)
+    g.add_argument("--sim", default=None, metavar="SCENE")
+    p.add_argument("--screenshot", default=None, metavar="PNG", help="with --quit-after: save the window first")
+    p.add_argument("--quit-after", type=float, default=None, metavar="S", help="close the window after S seconds")
+
+    p = sub.add_parser("devices", help="list audio input devices and the profiles that match them")
+
     p = sub.add_parser("demo", help="localize a built-in simulated scene and show the result (no hardware needed)")
     p.add_argument("--profile", "-p", default="respeaker_usb_v2", help="array to simulate (default respeaker_usb_v2)")
     p.add_argument("--method", "-m", default="normmusic", help="DOA method (default normmusic)")
@@ -64,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="speed and accuracy against pyroomacoustics (ratios, measured in this process)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions and scenes (a smoke run)")
+    p.add_argument("--live", action="store_true", help="the live engine: real-time factor, latency, a 10x soak")
     p.add_argument("--speed-only", action="store_true", help="skip the accuracy part")
     p.add_argument("--accuracy-only", action="store_true", help="skip the speed part")
     p.add_argument("--scenes", type=int, default=None, help="scenes per source count in the accuracy part")
@@ -82,6 +137,16 @@ def main(argv: list[str] | None = None) -> int:
             from doascope.app.commands import cmd_profiles as run
         elif args.command == "locate":
             from doascope.app.commands import cmd_locate as run
+        elif args.command == "run":
+            from doascope.app.run import cmd_run as run
+        elif args.command == "serve":
+            from doascope.app.server import cmd_serve as run
+        elif args.command == "listen":
+            from doascope.app.listen import cmd_listen as run
+        elif args.command == "gui":
+            from doascope.app.gui.window import run_gui as run
+        elif args.command == "devices":
+            from doascope.app.run import cmd_devices as run
         elif args.command == "demo":
             from doascope.app.demo import cmd_demo as run
         elif args.command == "bench":

@@ -17,21 +17,20 @@ def default_nfft(fs: int) -> int:
     return int(2 ** round(np.log2(0.032 * fs)))
 
 
-def build_localizer(args, profile: Profile):
-    """The Localizer the analysis options (see cli.add_analysis_options) describe, for ``profile``."""
-    from doascope.dsp import Localizer, default_grid, make_estimator
+def analysis_config(args):
+    """The AnalysisConfig the analysis options (see cli.add_analysis_options) describe."""
+    from doascope.app.engine import AnalysisConfig
 
-    fs = profile.sample_rate
-    nfft = args.nfft or default_nfft(fs)
-    hop = args.hop or nfft // 2
-    if args.sources < 1:
-        raise ParameterError(f"--sources must be at least 1, got {args.sources}")
-    grid = default_grid(profile.positions, kind=args.grid, resolution=args.resolution)
-    options = {"weights": args.weights} if args.weights else {}
-    est = make_estimator(args.method, profile.positions, fs=fs, nfft=nfft, grid=grid, band=args.band,
-                         n_sources=args.sources, **options)
-    return Localizer(est, hop=hop, n_sources=args.sources, frames_per_block=args.block,
-                     smoothing=args.smoothing, min_separation=args.min_separation)
+    return AnalysisConfig(method=args.method, n_sources=args.sources, band=tuple(args.band), nfft=args.nfft,
+                          hop=args.hop, frames_per_block=args.block, grid=args.grid, resolution=args.resolution,
+                          smoothing=args.smoothing, min_separation=args.min_separation, weights=args.weights)
+
+
+def build_localizer(args, profile: Profile):
+    """The offline Localizer (non-overlapping blocks) the analysis options describe, for ``profile``."""
+    from doascope.app.engine import build_localizer as build
+
+    return build(analysis_config(args), profile, profile.sample_rate)
 
 
 def cmd_profiles(args) -> int:

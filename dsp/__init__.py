@@ -4,64 +4,64 @@ Main entry points: :func:`stft`, :func:`make_estimator` (methods in :data:`ESTIM
 :func:`find_peaks`, grids (:func:`circle_grid`, :func:`sphere_grid`, :func:`default_grid`).
 """
 
-from doascope.dsp.estimators import (
-    DEFAULT_BAND,
-    ESTIMATORS,
-    Estimator,
-    available_methods,
-    make_estimator,
-    register,
-)
-from doascope.dsp.dpd import dpd_weights
-from doascope.dsp.gcc import GccPhat, mic_pairs, pair_tdoas, phat_cross_spectra
-from doascope.dsp.grids import (
-    Grid,
-    angular_distance,
-    array_geometry,
-    circle_grid,
-    default_grid,
-    directions,
-    sphere_grid,
-    unit_vectors,
-)
-from doascope.dsp.localizer import BlockResult, Localizer
-from doascope.dsp.activity import ActivityGate, energy_coherence
-from doascope.dsp.music import covariances, music_spectrum, steering
-from doascope.dsp.peaks import Peak, find_peaks
-from doascope.dsp.srp import srp_from_correlations
-from doascope.dsp.stft import frequencies, n_frames, stft
+# Submodules load on first use (PEP 562): each compiled kernel costs start-up time, and a
+# command that runs SRP-PHAT need not load the MUSIC or DPD kernels.
+import importlib
 
-__all__ = [
-    "ActivityGate",
-    "BlockResult",
-    "DEFAULT_BAND",
-    "ESTIMATORS",
-    "Estimator",
-    "GccPhat",
-    "Grid",
-    "Localizer",
-    "Peak",
-    "angular_distance",
-    "array_geometry",
-    "available_methods",
-    "circle_grid",
-    "covariances",
-    "default_grid",
-    "directions",
-    "dpd_weights",
-    "energy_coherence",
-    "find_peaks",
-    "frequencies",
-    "make_estimator",
-    "mic_pairs",
-    "music_spectrum",
-    "n_frames",
-    "pair_tdoas",
-    "phat_cross_spectra",
-    "register",
-    "sphere_grid",
-    "srp_from_correlations",
-    "steering",
-    "stft",
-    "unit_vectors",
-]
+# Eager: the function shares its module's name, and the module must be bound first so that the
+# function, not the module, is what `doascope.dsp.stft` means. It holds no compiled kernel.
+from doascope.dsp.stft import frequencies, n_frames, stft  # noqa: F401  (exported)
+
+_EXPORTS = {
+    "ActivityGate": "activity",
+    "BlockResult": "localizer",
+    "DEFAULT_BAND": "estimators",
+    "ESTIMATORS": "estimators",
+    "Estimator": "estimators",
+    "GccPhat": "gcc",
+    "Grid": "grids",
+    "Localizer": "localizer",
+    "Peak": "peaks",
+    "angular_distance": "grids",
+    "array_geometry": "grids",
+    "available_methods": "estimators",
+    "circle_grid": "grids",
+    "covariances": "music",
+    "default_grid": "grids",
+    "directions": "grids",
+    "dpd_weights": "dpd",
+    "energy_coherence": "activity",
+    "find_peaks": "peaks",
+    "make_estimator": "estimators",
+    "mic_pairs": "gcc",
+    "music_spectrum": "music",
+    "pair_tdoas": "gcc",
+    "phat_cross_spectra": "gcc",
+    "register": "estimators",
+    "sphere_grid": "grids",
+    "srp_from_correlations": "srp",
+    "steering": "music",
+    "unit_vectors": "grids",
+}
+
+__all__ = sorted([*_EXPORTS, "frequencies", "n_frames", "stft", "warmup"])
+
+
+def __getattr__(name):
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def warmup() -> None:
+    """Load (compiling and caching on first use after install) every Numba kernel."""
+    for module in sorted(set(_EXPORTS.values()) | {"metrics"}):
+        importlib.import_module(f"{__name__}.{module}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -14,10 +14,8 @@ import numpy as np
 
 from doascope import SPEED_OF_SOUND, ParameterError
 from doascope.dsp._checks import as_positions, as_stft, band_bins, positive
-from doascope.dsp.dpd import dpd_weights
 from doascope.dsp.gcc import GccPhat, pair_tdoas
 from doascope.dsp.grids import Grid, default_grid
-from doascope.dsp.music import covariances, music_spectrum, steering
 from doascope.dsp.srp import srp_from_correlations
 
 ESTIMATORS: dict[str, type["Estimator"]] = {}
@@ -142,6 +140,8 @@ class SrpDpd(SrpPhat):
     power = 2.0
 
     def weights(self, X):
+        from doascope.dsp.dpd import dpd_weights  # its kernel loads only when this method is used
+
         return dpd_weights(X, self.bins, power=self.power)
 
 
@@ -176,16 +176,17 @@ class Music(Estimator):
 
     def __init__(self, positions, **kw):
         super().__init__(positions, **kw)
-        if self.n_mics < 2:
-            raise ParameterError("MUSIC needs at least two microphones")
-        self.A = steering(self.positions, self.grid.vectors, self.bins * (self.fs / self.nfft), c=self.c)
+        from doascope.dsp import music  # its kernels load only when a subspace method is used
+
+        self._music = music
+        self.A = music.steering(self.positions, self.grid.vectors, self.bins * (self.fs / self.nfft), c=self.c)
 
     def _statistics(self, X):
-        return covariances(X, self.bins)
+        return self._music.covariances(X, self.bins)
 
     def spectrum_from(self, stats):
         K = min(self.n_sources, self.n_mics - 1)
-        s = music_spectrum(stats, self.A, K, normalise=self.normalise)
+        s = self._music.music_spectrum(stats, self.A, K, normalise=self.normalise)
         return s / max(float(s.max()), 1e-30)
 
 

@@ -47,11 +47,15 @@ class Localizer:
     min_separation : degrees between reported peaks
     min_relative : peaks below this fraction of the strongest one are not reported
     gate : an :class:`ActivityGate` (a default one if None)
+    step : samples between consecutive :meth:`process` calls when they overlap (the live engine
+        advances one hop at a time); smoothing and the gate's memory are rescaled so that they
+        keep the same time constants in seconds. Default: one block (non-overlapping).
     """
 
     def __init__(self, estimator: Estimator, *, hop: int | None = None, n_sources: int = 1,
                  frames_per_block: int = 8, smoothing: float = 0.0, min_separation: float = 20.0,
-                 min_relative: float = 0.0, gate: ActivityGate | None = None, window: str = "hann"):
+                 min_relative: float = 0.0, gate: ActivityGate | None = None, window: str = "hann",
+                 step: int | None = None):
         self.estimator = estimator
         self.nfft = estimator.nfft
         self.hop = self.nfft // 2 if hop is None else int(hop)
@@ -61,10 +65,13 @@ class Localizer:
             raise ParameterError("frames_per_block must be at least 1")
         self.frames_per_block = int(frames_per_block)
         self.n_sources = int(n_sources)
+        self.step = self.block_advance if step is None else int(step)
+        if self.step < 1:
+            raise ParameterError(f"step must be at least one sample, got {step}")
         self.set_smoothing(smoothing)
         self.min_separation = float(min_separation)
         self.min_relative = float(min_relative)
-        self.gate = gate or ActivityGate()
+        self.gate = gate or ActivityGate(floor_blocks=max(1, round(40 * self.block_advance / self.step)))
         self.window = window
         self._smoothed: np.ndarray | None = None
         self._index = 0
@@ -83,6 +90,8 @@ class Localizer:
         if not 0.0 <= float(smoothing) < 1.0:
             raise ParameterError(f"smoothing must be in [0, 1), got {smoothing}")
         self.smoothing = float(smoothing)
+        # The same memory in seconds whatever the step: a ** (blocks per call).
+        self._alpha = self.smoothing ** (self.step / self.block_advance)
 
     def reset(self) -> None:
         self._smoothed = None
@@ -95,7 +104,7 @@ class Localizer:
         active = self.gate.update(energy, coherence, X.shape[2])
         stats = self.estimator.statistics(X)
         if active:
-            a = self.smoothing
+            a = self._alpha
             if self._smoothed is None or self._smoothed.shape != stats.shape or a == 0.0:
                 self._smoothed = stats
             else:

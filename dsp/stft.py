@@ -15,15 +15,24 @@ from doascope import ParameterError
 from doascope.dsp._checks import positive
 
 
+# Periodic (DFT-even) windows, as for spectral analysis; the same values as scipy.signal.get_window
+# with fftbins=True, without importing scipy.signal (which alone costs most of a second of start-up).
+_WINDOWS = {
+    "hann": (0.5, 0.5, 0.0),
+    "hamming": (0.54, 0.46, 0.0),
+    "blackman": (0.42, 0.5, 0.08),
+    "boxcar": (1.0, 0.0, 0.0),
+}
+
+
 @lru_cache(maxsize=16)
 def _window(name: str, nfft: int) -> np.ndarray:
-    from scipy.signal import get_window
-
     try:
-        w = get_window(name, nfft, fftbins=True)  # periodic, as for spectral analysis
-    except ValueError as exc:
-        raise ParameterError(f"unknown window {name!r}: {exc}") from None
-    w = w.astype(np.float32)
+        a0, a1, a2 = _WINDOWS[name]
+    except KeyError:
+        raise ParameterError(f"unknown window {name!r}; choose one of: {', '.join(_WINDOWS)}") from None
+    phase = 2.0 * np.pi * np.arange(nfft) / nfft
+    w = (a0 - a1 * np.cos(phase) + a2 * np.cos(2 * phase)).astype(np.float32)
     w.setflags(write=False)
     return w
 
@@ -41,7 +50,7 @@ def stft(audio, *, nfft: int = 512, hop: int | None = None, window: str = "hann"
     audio : (samples, channels) or (samples,) float array
     nfft : frame length and FFT size in samples
     hop : frame advance in samples (default nfft // 2)
-    window : any scipy.signal.get_window name
+    window : "hann" (default), "hamming", "blackman" or "boxcar" (periodic)
 
     Returns
     -------

@@ -56,7 +56,7 @@ fi
 # The package itself is cheap to reinstall: always match the working tree.
 pipq install --no-deps --no-build-isolation --force-reinstall .
 # Compile (and cache) the Numba kernels now, so the first live block never waits for the JIT.
-(cd /tmp && "$OLDPWD/$vpy" -c "import doascope.dsp")
+(cd /tmp && "$OLDPWD/$vpy" -c "import doascope.dsp as d; d.warmup()")
 
 case "$job" in
   install) echo "setup: done; run .venv/bin/doascope --help" >&2 ;;

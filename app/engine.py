@@ -1,0 +1,309 @@
+"""The engine thread: ring buffer -> STFT frames -> estimator -> peaks -> tracker -> DoaFrame.
+
+One engine serves every front end (terminal view, files, network service, GUI): each subscribes
+a callable that receives every immutable :class:`DoaFrame` (it must only hand the frame on, e.g.
+into a queue), and ``latest`` is a mailbox for pollers that only want the newest one. Settings
+(method, band, sources, smoothing, tracker) change between frames through a command queue, so
+they never race with the analysis.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from doascope import DoascopeError, ParameterError
+from doascope.app.ringbuffer import Overrun, RingBuffer
+from doascope.app.sources import AudioSource, LiveSource
+from doascope.hardware_profiles import Profile
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Everything the analysis is built from (see cli.add_analysis_options)."""
+
+    method: str = "srp-phat"
+    n_sources: int = 1
+    band: tuple[float, float] = (300.0, 3500.0)
+    nfft: int | None = None
+    hop: int | None = None
+    frames_per_block: int = 8
+    grid: str = "auto"
+    resolution: float | None = None
+    smoothing: float = 0.5
+    min_separation: float = 20.0
+    weights: str | None = None
+    tracker: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class DoaFrame:
+    """One analysis step, published to every subscriber. Arrays are read-only."""
+
+    seq: int
+    t: float                  # centre of the analysis window, seconds from stream start
+    wall: float               # time.time() when published
+    method: str
+    spectrum: np.ndarray      # (points,) float32 over ``grid``
+    grid: object              # doascope.dsp.Grid
+    peaks: tuple              # doascope.dsp.Peak, strongest first (empty when inactive)
+    tracks: tuple             # doascope.dsp.tracker.TrackState, confirmed, by id
+    active: bool
+    rms: np.ndarray           # (mics,) RMS of the newest hop, linear full scale
+    peak_level: np.ndarray    # (mics,) max |sample| of the newest hop
+    clipping: np.ndarray      # (mics,) bool, |sample| >= 0.999 in the newest hop
+    overruns: int             # times the engine fell a buffer behind and skipped ahead
+    xruns: int                # input overflows reported by the device
+    processing: float         # wall-clock seconds spent on this frame
+    latency: float            # capture of the window's last sample -> publish, seconds
+    rtf: float                # CPU time of the analysis / audio time, smoothed
+    status: str | None = None
+
+    def record(self) -> dict:
+        """The JSON object written per frame by `run --output`."""
+        return {"seq": self.seq, "t": round(self.t, 4),
+                "tracks": [tr.as_dict() for tr in self.tracks],
+                "peaks": [p.as_dict() for p in self.peaks]}
+
+
+Subscriber = Callable[[DoaFrame], None]
+
+
+def build_localizer(cfg: AnalysisConfig, profile: Profile, fs: int, *, step: int | None = None):
+    """The Localizer ``cfg`` describes for ``profile`` at ``fs`` (one frame every ``step`` samples)."""
+    from doascope.app.commands import default_nfft
+    from doascope.dsp import Localizer, default_grid, make_estimator
+
+    if cfg.n_sources < 1:
+        raise ParameterError(f"the number of sources must be at least 1, got {cfg.n_sources}")
+    nfft = cfg.nfft or default_nfft(fs)
+    hop = cfg.hop or nfft // 2
+    grid = default_grid(profile.positions, kind=cfg.grid, resolution=cfg.resolution)
+    options = {"weights": cfg.weights} if cfg.weights else {}
+    est = make_estimator(cfg.method, profile.positions, fs=fs, nfft=nfft, grid=grid, band=cfg.band,
+                         n_sources=cfg.n_sources, **options)
+    return Localizer(est, hop=hop, n_sources=cfg.n_sources, frames_per_block=cfg.frames_per_block,
+                     smoothing=cfg.smoothing, min_separation=cfg.min_separation, step=step)
+
+
+class Engine:
+    """Runs the analysis of one source on its own thread.
+
+    Parameters
+    ----------
+    source : where audio comes from
+    profile : the array's geometry and channel map
+    config : the analysis settings
+    step_hops : hops between frames; default about 32 ms (2 hops at 16 kHz), ~30 frames a second,
+        the rate a display draws at
+    ring_seconds : capacity of the ring buffer
+    """
+
+    def __init__(self, source: AudioSource, profile: Profile, config: AnalysisConfig = AnalysisConfig(), *,
+                 step_hops: int | None = None, ring_seconds: float = 4.0):
+        self.source = source
+        self.profile = profile
+        self.fs = source.fs
+        from doascope.app.commands import default_nfft
+
+        nfft = config.nfft or default_nfft(self.fs)
+        hop = config.hop or nfft // 2
+        if step_hops is None:
+            step_hops = max(1, round(0.032 * self.fs / hop))
+        self.step = hop * int(step_hops)
+        self._build(config)
+        self.ring = RingBuffer(max(int(ring_seconds * self.fs), 4 * self.window), source.channels)
+        self.latest: DoaFrame | None = None
+        self.overruns = 0
+        self.frames = 0
+        self.cpu_seconds = 0.0        # CPU time of the analysis, summed over frames
+        self.latencies: deque[float] = deque(maxlen=100_000)
+        self.error: str | None = None
+        self._subscribers: list[Subscriber] = []
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rtf = 0.0
+        self._busy = 0.0
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def _build(self, cfg: AnalysisConfig) -> None:
+        from doascope.dsp.tracker import Tracker
+
+        self.localizer = build_localizer(cfg, self.profile, self.fs, step=self.step)
+        self.nfft, self.hop = self.localizer.nfft, self.localizer.hop
+        self.window = self.localizer.block_samples
+        self.tracker = Tracker(planar=self.localizer.estimator.grid.kind == "circle", **cfg.tracker)
+        self.config = cfg
+
+    def configure(self, **changes) -> AnalysisConfig:
+        """Change settings (method, n_sources, band, smoothing, min_separation, grid, resolution,
+        tracker) while running; applied before the next frame. Invalid values raise here, at once."""
+        from dataclasses import replace
+
+        fixed = {"nfft", "hop", "frames_per_block"} & set(changes)
+        unknown = set(changes) - set(AnalysisConfig.__dataclass_fields__)
+        if fixed or unknown:
+            raise ParameterError(f"cannot change {', '.join(sorted(fixed | unknown))} while running")
+        cfg = replace(self.config, **changes)
+        localizer = build_localizer(cfg, self.profile, self.fs, step=self.step)  # validates now
+        if cfg.tracker:
+            from doascope.dsp.tracker import Tracker
+
+            Tracker(**cfg.tracker)  # validates the thresholds now; the running tracker keeps its tracks
+        self._commands.put((cfg, localizer))
+        return cfg
+
+    def subscribe(self, fn: Subscriber) -> None:
+        self._subscribers.append(fn)
+
+    def unsubscribe(self, fn: Subscriber) -> None:
+        try:
+            self._subscribers.remove(fn)
+        except ValueError:
+            pass
+
+    # -- running --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.source.start(self.ring)
+        self._thread = threading.Thread(target=self._run_safely, name="doascope-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.source.stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the engine to end (end of file or stop); True if it has."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run_safely(self) -> None:
+        try:
+            self._run()
+        except DoascopeError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # keep the process alive and say what happened
+            self.error = f"engine stopped: {type(exc).__name__}: {exc}"
+
+    def _run(self) -> None:
+        ring, src = self.ring, self.source
+        raw = np.empty((self.window, ring.channels), np.float32)
+        pos = 0                       # first sample of the next analysis window
+        last_data = time.monotonic()
+        last_written = 0
+        retry_at = 0.0
+        status: str | None = None
+        from doascope.dsp import stft
+
+        while not self._stop.is_set():
+            self._apply_commands()
+            need = pos + self.window
+            if ring.written < need:
+                if src.finished and ring.written < need:
+                    break
+                now = time.monotonic()
+                if ring.written != last_written:
+                    last_written, last_data = ring.written, now
+                    status = None
+                elif isinstance(src, LiveSource) and now - last_data > 1.0 and now >= retry_at:
+                    # The device stopped delivering (unplugged, or its server went away): say so and retry.
+                    status = f"no audio from {src.description} for {now - last_data:.0f} s; retrying"
+                    src.error = status
+                    retry_at = now + 2.0
+                    src.restart()
+                    self._publish_status(status, pos)
+                # Sleep until the missing samples should be there (plus 1 ms), not in a busy loop.
+                missing = (need - ring.written) / self.fs
+                self._stop.wait(min(max(missing + 0.001, 0.0005), 0.02))
+                continue
+            if ring.written - need > ring.capacity // 2:
+                pos = self._skip_ahead()
+                continue
+            try:
+                ring.read(pos, self.window, out=raw)
+            except Overrun:
+                pos = self._skip_ahead()
+                continue
+            t0, c0 = time.perf_counter(), time.thread_time()
+            mics = raw[:, list(src.mic_map)] if src.mic_map != tuple(range(ring.channels)) else raw
+            X = stft(mics, nfft=self.nfft, hop=self.hop)
+            res = self.localizer.process(X, pos, self.fs)
+            tracks = self.tracker.update(res.t, res.peaks, res.active)
+            newest = mics[-self.step:] if self.step <= len(mics) else mics
+            peak = np.abs(newest).max(axis=0)
+            rms = np.sqrt(np.mean(np.square(newest, dtype=np.float64), axis=0)).astype(np.float32)
+            busy = time.perf_counter() - t0
+            # Real-time factor as CPU time of this thread per second of audio: what "uses 1% of a
+            # core" means, and unaffected by waiting for the GIL while the GUI or a view draws.
+            cpu = time.thread_time() - c0
+            self.cpu_seconds += cpu
+            load = cpu / (self.step / self.fs)
+            self._rtf = 0.95 * self._rtf + 0.05 * load if self.frames else load
+            latency = time.monotonic() - ring.capture_time(need, self.fs)
+            self.latencies.append(latency)
+            spectrum = res.spectrum
+            spectrum.setflags(write=False)
+            frame = DoaFrame(self.frames, res.t, time.time(), self.config.method, spectrum,
+                             self.localizer.estimator.grid, res.peaks, tracks, res.active, _ro(rms), _ro(peak),
+                             _ro(peak >= 0.999), self.overruns, src.xruns, busy, latency, self._rtf,
+                             status or src.error)
+            self.frames += 1
+            self._deliver(frame)
+            pos += self.step
+            if hasattr(src, "consumer_position"):
+                src.consumer_position = pos
+
+    def _skip_ahead(self) -> int:
+        """Jump to the newest whole window, keeping windows on the hop grid."""
+        self.overruns += 1
+        newest = self.ring.written - self.window
+        return max(0, newest - newest % self.hop)
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                cfg, localizer = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            self.localizer = localizer
+            if cfg.tracker:
+                self.tracker.set_params(**cfg.tracker)
+            self.config = cfg
+
+    def _deliver(self, frame: DoaFrame) -> None:
+        self.latest = frame
+        for fn in list(self._subscribers):
+            try:
+                fn(frame)
+            except Exception:  # a broken subscriber must not stop the analysis for the others
+                self.unsubscribe(fn)
+
+    def _publish_status(self, status: str, pos: int) -> None:
+        if self.latest is None:
+            return
+        from dataclasses import replace
+
+        self._deliver(replace(self.latest, status=status, wall=time.time(), xruns=self.source.xruns,
+                              overruns=self.overruns))
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a

@@ -1,0 +1,231 @@
+"""Plots for the Localization tab, on pyqtgraph: a polar spectrum (pyqtgraph has no polar plot,
+so it is drawn on a locked-aspect view), an azimuth-time waterfall, an azimuth-elevation map and
+per-channel level meters.
+
+Screen convention: a top view with the array's front (+x, azimuth 0) up and its left (+y,
+azimuth 90) to the left, so azimuth runs counter-clockwise on screen as it does in the room.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from functools import lru_cache
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui
+
+TRACK_COLOURS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"]
+
+
+def track_colour(track_id: int) -> str:
+    return TRACK_COLOURS[(track_id - 1) % len(TRACK_COLOURS)]
+
+
+@lru_cache(maxsize=64)
+def _brush(colour: str):
+    return pg.mkBrush(colour)
+
+
+def screen_xy(azimuth_deg, radius):
+    a = np.radians(np.asarray(azimuth_deg, dtype=float))
+    return -np.sin(a) * radius, np.cos(a) * radius
+
+
+def azimuth_profile(spectrum: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
+    """(azimuths, values) of a spectrum for the polar plot: the circle grid as is; for a sphere,
+    the maximum over elevation in 2-degree azimuth bins."""
+    if grid.kind == "circle":
+        return grid.azimuth, spectrum
+    bins = (np.round(grid.azimuth / 2.0).astype(int)) % 180
+    out = np.full(180, -np.inf, np.float32)
+    np.maximum.at(out, bins, spectrum)
+    out[~np.isfinite(out)] = float(np.min(spectrum))
+    return np.arange(180) * 2.0, out
+
+
+class PolarPlot(pg.PlotWidget):
+    """Spatial spectrum around the array, tracks as labelled markers, peaks as dots."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setAspectLocked(True)
+        self.hideAxis("left")
+        self.hideAxis("bottom")
+        self.setMouseEnabled(False, False)
+        self.setRange(xRange=(-1.3, 1.3), yRange=(-1.3, 1.3), padding=0)
+        grid_pen = pg.mkPen(color=(110, 110, 110), width=1, style=QtCore.Qt.DotLine)
+        t = np.linspace(0, 2 * np.pi, 181)
+        for r in (0.25, 0.5, 0.75, 1.0):
+            self.addItem(pg.PlotCurveItem(np.cos(t) * r, np.sin(t) * r, pen=grid_pen))
+        for az in range(0, 360, 30):
+            x, y = screen_xy(az, 1.0)
+            self.addItem(pg.PlotCurveItem([0, x], [0, y], pen=grid_pen))
+            label = pg.TextItem(f"{az}°", color=(170, 170, 170), anchor=(0.5, 0.5))
+            lx, ly = screen_xy(az, 1.16)
+            label.setPos(lx, ly)
+            self.addItem(label)
+        front = pg.TextItem("front (+x)", color=(200, 200, 200), anchor=(0.5, 1.0))
+        front.setPos(0, 1.27)
+        self.addItem(front)
+        self.curve = pg.PlotCurveItem(pen=pg.mkPen("#42d4f4", width=2), fillLevel=None)
+        self.addItem(self.curve)
+        self.peaks = pg.ScatterPlotItem(size=8, brush=pg.mkBrush(255, 255, 255, 200), pen=None)
+        self.addItem(self.peaks)
+        self.tracks = pg.ScatterPlotItem(size=16, pen=pg.mkPen("w", width=1.5))
+        self.addItem(self.tracks)
+        self._labels: list[pg.TextItem] = []
+        self.spectrum_azimuths = np.zeros(0)
+        self.spectrum_values = np.zeros(0)
+
+    def show_frame(self, frame) -> None:
+        az, s = azimuth_profile(frame.spectrum, frame.grid)
+        lo, hi = float(np.min(s)), float(np.max(s))
+        norm = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+        self.spectrum_azimuths, self.spectrum_values = az, s
+        r = 0.1 + 0.9 * norm
+        x, y = screen_xy(np.append(az, az[:1]), np.append(r, r[:1]))
+        self.curve.setData(x, y)
+        px, py = screen_xy([p.azimuth for p in frame.peaks],
+                           [0.1 + 0.9 * ((p.power - lo) / (hi - lo) if hi > lo else 0) for p in frame.peaks])
+        self.peaks.setData(px, py)
+        tx, ty = screen_xy([t.azimuth for t in frame.tracks], 1.05)
+        self.tracks.setData(tx, ty, brush=[_brush(track_colour(t.id)) for t in frame.tracks],
+                            data=[t.id for t in frame.tracks])
+        while len(self._labels) < len(frame.tracks):
+            item = pg.TextItem(anchor=(0.5, 1.3))
+            self.addItem(item)
+            self._labels.append(item)
+        for i, item in enumerate(self._labels):
+            if i < len(frame.tracks):
+                t = frame.tracks[i]
+                item.setText(f"#{t.id}")
+                item.setColor(track_colour(t.id))
+                item.setPos(tx[i], ty[i])
+                item.show()
+            else:
+                item.hide()
+
+
+class Waterfall(pg.PlotWidget):
+    """Azimuth over time: the spectrum's azimuth profile as an image scrolling left, fixed levels."""
+
+    def __init__(self, seconds: float = 10.0, rate: float = 31.25, parent=None):
+        super().__init__(parent)
+        self.columns = int(seconds * rate)
+        self.rate = rate
+        self.data = np.zeros((180, self.columns), np.float32)  # 2-degree rows, row-major
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setLookupTable(pg.colormap.get("viridis").getLookupTable(0.0, 1.0, 256))
+        self.addItem(self.image)
+        self._rect = QtCore.QRectF(-seconds, 0, seconds, 360)
+        self.setLabel("left", "azimuth (deg)")
+        self.setLabel("bottom", "time (s, now = 0)")
+        self.setYRange(0, 360, padding=0)
+        self.setXRange(-seconds, 0, padding=0)
+        self.getAxis("left").setTicks([[(a, str(a)) for a in range(0, 361, 90)]])
+        self.setMouseEnabled(False, False)
+        self.tracks = pg.ScatterPlotItem(size=5, pen=None)
+        self.addItem(self.tracks)
+        self._track_points: deque = deque()  # (t, azimuth, brush) of recent track positions
+        self.seconds = seconds
+
+    def push(self, frame) -> None:
+        az, s = azimuth_profile(frame.spectrum, frame.grid)
+        lo, hi = float(np.min(s)), float(np.max(s))
+        col = np.interp(np.arange(180) * 2.0 + 1.0, np.append(az, az[0] + 360), np.append(s, s[0]), period=360)
+        col = (col - lo) / (hi - lo) if hi > lo and frame.active else np.zeros(180)
+        self.data = np.roll(self.data, -1, axis=1)
+        self.data[:, -1] = col
+        self.image.setImage(self.data, levels=(0.0, 1.0), autoLevels=False)
+        self.image.setRect(self._rect)  # the rect maps pixels to (time, azimuth) once data exist
+        pts = self._track_points
+        pts.extend((frame.t, tr.azimuth, _brush(track_colour(tr.id))) for tr in frame.tracks)
+        while pts and frame.t - pts[0][0] > self.seconds:
+            pts.popleft()
+        if pts:
+            t, a, b = zip(*pts, strict=True)
+            self.tracks.setData(np.array(t) - frame.t, a, brush=list(b))
+        else:
+            self.tracks.setData([], [])
+
+
+class AzElMap(pg.PlotWidget):
+    """Azimuth-elevation image of a sphere-grid spectrum (nearest grid point per 2-degree pixel)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setLookupTable(pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256))
+        self.addItem(self.image)
+        self.setLabel("left", "elevation (deg)")
+        self.setLabel("bottom", "azimuth (deg)")
+        self.setMouseEnabled(False, False)
+        self.tracks = pg.ScatterPlotItem(size=12, pen=pg.mkPen("w"))
+        self.addItem(self.tracks)
+        self._grid = None
+        self._index = None
+
+    def _prepare(self, grid) -> None:
+        from scipy.spatial import cKDTree
+
+        from doascope.dsp.grids import unit_vectors
+
+        lo = max(-90.0, float(np.floor(grid.elevation.min())))
+        az = np.arange(0, 360, 2.0) + 1.0
+        el = np.arange(lo, 90, 2.0) + 1.0
+        A, E = np.meshgrid(az, el)
+        _, idx = cKDTree(grid.vectors).query(unit_vectors(A, E).reshape(-1, 3))
+        self._index = idx.reshape(A.shape)
+        self._grid = grid
+        self._rect = QtCore.QRectF(0, lo, 360, 90 - lo)
+        self.setXRange(0, 360, padding=0)
+        self.setYRange(lo, 90, padding=0)
+
+    def show_frame(self, frame) -> None:
+        if frame.grid is not self._grid:
+            self._prepare(frame.grid)
+        s = frame.spectrum
+        lo, hi = float(np.min(s)), float(np.max(s))
+        img = (s[self._index] - lo) / (hi - lo) if hi > lo else np.zeros(self._index.shape)
+        self.image.setImage(img, levels=(0.0, 1.0), autoLevels=False)
+        self.image.setRect(self._rect)
+        self.tracks.setData([t.azimuth for t in frame.tracks], [t.elevation for t in frame.tracks],
+                            brush=[_brush(track_colour(t.id)) for t in frame.tracks])
+
+
+class LevelMeters(pg.PlotWidget):
+    """Per-channel RMS level (dBFS) bars, red when the channel clipped in the last hop."""
+
+    FLOOR_DB = -80.0
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setLabel("left", "dBFS")
+        self.setYRange(self.FLOOR_DB, 0, padding=0)
+        self.setMouseEnabled(False, False)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.7, y0=self.FLOOR_DB)
+        self.addItem(self.bars)
+        self.levels_db = np.zeros(0)
+
+    def show_frame(self, frame) -> None:
+        db = 20 * np.log10(np.maximum(frame.rms.astype(float), 1e-9))
+        db = np.maximum(db, self.FLOOR_DB)
+        self.levels_db = db
+        brushes = [_brush("#e6194b" if c else "#3cb44b") for c in frame.clipping]
+        x = np.arange(len(db))
+        self.bars.setOpts(x=x, height=db - self.FLOOR_DB, y0=self.FLOOR_DB, brushes=brushes)
+        self.getAxis("bottom").setTicks([[(i, str(i)) for i in x]])
+        self.setXRange(-0.6, len(db) - 0.4, padding=0)
+
+
+def set_dark_palette(app) -> None:
+    app.setStyle("Fusion")
+    pal = QtGui.QPalette()
+    for role, colour in ((QtGui.QPalette.Window, "#202124"), (QtGui.QPalette.WindowText, "#e8eaed"),
+                         (QtGui.QPalette.Base, "#2b2c2f"), (QtGui.QPalette.AlternateBase, "#303134"),
+                         (QtGui.QPalette.Text, "#e8eaed"), (QtGui.QPalette.Button, "#303134"),
+                         (QtGui.QPalette.ButtonText, "#e8eaed"), (QtGui.QPalette.Highlight, "#4363d8"),
+                         (QtGui.QPalette.HighlightedText, "#ffffff")):
+        pal.setColor(role, QtGui.QColor(colour))
+    app.setPalette(pal)

@@ -1,0 +1,104 @@
+"""The main window: tabs discovered from doascope.app.gui.tabs, a status bar, clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+from PySide6 import QtCore, QtWidgets
+
+from doascope.app.gui.tabs import discover_tabs
+
+
+class Context:
+    """What tabs get from the window: the command-line arguments and the status bar."""
+
+    def __init__(self, window, args):
+        self.window, self.args = window, args
+
+    def status(self, text: str | None, *, error: bool = False) -> None:
+        bar = self.window.statusBar()
+        bar.setStyleSheet("color: #ff6b6b" if error else "")
+        bar.showMessage(text or "")
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    def __init__(self, args=None):
+        super().__init__()
+        self.setWindowTitle("doascope")
+        self.resize(1400, 860)
+        self.context = Context(self, args)
+        self.tabs_widget = QtWidgets.QTabWidget()
+        self.setCentralWidget(self.tabs_widget)
+        self.tabs = []
+        for cls in discover_tabs():
+            reason = cls.unavailable()
+            if reason:
+                continue  # a tab appears when it works; no placeholders
+            tab = cls(self.context)
+            self.tabs.append(tab)
+            self.tabs_widget.addTab(tab.widget, cls.title)
+        # Event-loop health: the largest gap between 10 ms ticks, for tests and the status bar.
+        self.max_stall = 0.0
+        self._last_tick = time.monotonic()
+        self._tick = QtCore.QTimer(self)
+        self._tick.setInterval(10)
+        self._tick.timeout.connect(self._on_tick)
+        self._tick.start()
+
+    def tab(self, title: str):
+        return next(t for t in self.tabs if t.title == title)
+
+    def _on_tick(self) -> None:
+        now = time.monotonic()
+        self.max_stall = max(self.max_stall, now - self._last_tick - 0.010)
+        self._last_tick = now
+
+    def closeEvent(self, event) -> None:
+        for tab in self.tabs:
+            tab.shutdown()
+        super().closeEvent(event)
+
+
+def _qt_messages(mode, context, message) -> None:
+    # The offscreen platform (tests, screenshots) reports every unsupported window hint.
+    if "propagateSizeHints" not in message:
+        print(message, file=sys.stderr)
+
+
+def run_gui(args) -> int:
+    """Open the window; returns when it is closed (or after --quit-after, saving --screenshot)."""
+    import pyqtgraph as pg
+
+    from doascope.app.gui.widgets import set_dark_palette
+
+    QtCore.qInstallMessageHandler(_qt_messages)
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("doascope")
+    set_dark_palette(app)
+    pg.setConfigOptions(antialias=True, background="#202124", foreground="#e8eaed")
+    win = MainWindow(args)
+    win.show()
+    # Python handles SIGINT/SIGTERM only when the interpreter runs: a timer gives it the chance.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: win.close())
+    wake = QtCore.QTimer()
+    wake.start(200)
+    wake.timeout.connect(lambda: None)
+    quit_after = getattr(args, "quit_after", None)
+    if quit_after:
+        def finish():
+            if getattr(args, "screenshot", None):
+                win.grab().save(args.screenshot)
+            win.close()
+        QtCore.QTimer.singleShot(int(quit_after * 1000), finish)
+    app.exec()
+    # PySide6 6.12 with pyqtgraph can abort while the interpreter finalises the Qt objects of a
+    # full window (a refcount error inside the bindings: "bool_dealloc"), after everything of
+    # ours has stopped and been flushed (the tabs' shutdown ran in closeEvent). Leave without
+    # that finalisation, with the right status.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

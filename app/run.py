@@ -1,0 +1,166 @@
+"""``doascope run`` (headless live localization with a terminal view) and ``doascope devices``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from doascope import ParameterError
+from doascope.hardware_profiles import list_profiles, load_profile, match_device
+
+
+def make_source(args, profile):
+    """The AudioSource the input options (--device, --file, --sim) ask for."""
+    from doascope.app.sources import LiveSource, file_source, sim_source
+
+    speed = 0.0 if getattr(args, "fast", False) else getattr(args, "speed", 1.0)
+    if getattr(args, "file", None):
+        return file_source(args.file, profile, speed=speed, loop=args.loop)
+    if getattr(args, "sim", None):
+        return sim_source(args.sim, profile, speed=speed, loop=args.loop or speed > 0)
+    return LiveSource(profile, args.device)
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """Ctrl-C and SIGTERM end the run cleanly (files flushed) instead of raising."""
+    def handler(signum, frame):
+        stop.set()
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+class TerminalView:
+    """A rich live view: tracks, levels, xruns, overruns, real-time factor."""
+
+    def __init__(self, engine, profile):
+        self.engine, self.profile = engine, profile
+
+    def render(self):
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        f = self.engine.latest
+        if f is None:
+            return Text("waiting for audio...")
+        head = Text(f"{self.profile.name} | {self.engine.source.description} | {f.method} | t={f.t:7.2f} s | "
+                    f"RTF {f.rtf:.3f} | latency {f.latency * 1e3:5.1f} ms | xruns {f.xruns} | "
+                    f"overruns {f.overruns}")
+        if f.status:
+            head.append(f"\n{f.status}", style="bold red")
+        tracks = Table("id", "azimuth", "elevation", "activity", "age (s)", title="tracks", title_justify="left")
+        for tr in f.tracks:
+            tracks.add_row(str(tr.id), f"{tr.azimuth:6.1f}", f"{tr.elevation:5.1f}", _bar(tr.activity, 10),
+                           f"{tr.age:5.1f}")
+        levels = Table("mic", "level (dBFS)", "", title="levels", title_justify="left")
+        for i, (r, c) in enumerate(zip(f.rms, f.clipping, strict=True)):
+            db = 20 * np.log10(max(float(r), 1e-9))
+            levels.add_row(str(i), f"{db:6.1f}", _bar((db + 80) / 80, 20) + (" CLIP" if c else ""))
+        return Group(head, tracks, levels)
+
+
+def _done(duration: float, frame, source, elapsed: float) -> bool:
+    """Whether --duration is reached: in audio time for files and scenes, in wall-clock time for
+    a device (whose audio may stop when it is unplugged), and never more than 10 s late."""
+    from doascope.app.sources import LiveSource
+
+    if isinstance(source, LiveSource):
+        return elapsed >= duration
+    speed = getattr(source, "speed", 1.0) or float("inf")
+    return (frame is not None and frame.t >= duration) or elapsed >= duration / speed + 10.0
+
+
+def _bar(x: float, width: int) -> str:
+    n = int(round(max(0.0, min(1.0, x)) * width))
+    return "#" * n + "." * (width - n)
+
+
+def cmd_run(args) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from doascope.app.commands import analysis_config
+    from doascope.app.engine import Engine
+    from doascope.app.outputs import FrameWriter, RawRecorder
+
+    profile = load_profile(args.profile)
+    source = make_source(args, profile)
+    engine = Engine(source, profile, analysis_config(args))
+    writer = FrameWriter(args.output) if args.output else None
+    if writer:
+        engine.subscribe(writer.put)
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    err = Console(stderr=True)
+    engine.start()
+    recorder = RawRecorder(args.record, engine.ring, engine.fs) if args.record else None
+    view = TerminalView(engine, profile)
+    t_start = time.monotonic()
+    last_status = None
+    try:
+        with Live(view.render(), console=err, refresh_per_second=8, transient=False,
+                  redirect_stdout=False, redirect_stderr=False) as live:
+            while not stop.is_set() and engine.running:
+                stop.wait(0.125)
+                live.update(view.render())
+                f = engine.latest
+                if args.duration and _done(args.duration, f, source, time.monotonic() - t_start):
+                    break
+                status = f.status if f is not None else None
+                if status and status != last_status:
+                    live.console.print(f"doascope: {status}")
+                last_status = status
+    finally:
+        engine.stop()
+        if recorder:
+            recorder.close()
+        if writer:
+            writer.close()
+    f = engine.latest
+    if engine.error:
+        print(f"doascope: error: {engine.error}", file=sys.stderr)
+        return 2
+    if f is None:
+        print("doascope: error: no audio arrived from the input", file=sys.stderr)
+        return 2
+    lat = np.percentile(np.array(engine.latencies), [50, 99]) * 1e3 if engine.latencies else (0, 0)
+    print(f"doascope: {engine.frames} frames, {f.t:.1f} s of audio, RTF {f.rtf:.4f}, latency p50 {lat[0]:.1f} ms "
+          f"p99 {lat[1]:.1f} ms, xruns {f.xruns}, overruns {engine.overruns}"
+          + (f", wrote {args.output}" if writer else "") + (f", recorded {args.record}" if recorder else ""),
+          file=sys.stderr)
+    return 0
+
+
+def cmd_devices(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from doascope.app.sources import import_sounddevice
+
+    sd = import_sounddevice()
+    try:
+        devices = list(sd.query_devices())
+    except Exception as exc:
+        raise ParameterError(f"cannot list audio devices: {exc}") from None
+    try:
+        default_in = sd.default.device[0]
+    except Exception:
+        default_in = -1
+    profiles = list_profiles()
+    table = Table(title="Audio input devices (use the number or part of the name with --device)")
+    for col in ("#", "name", "inputs", "default rate", "matching profile"):
+        table.add_column(col)
+    for i, d in enumerate(devices):
+        if d["max_input_channels"] <= 0:
+            continue
+        prof = match_device(d["name"])
+        fits = [p.id for p in profiles if p.channels <= d["max_input_channels"]] if prof is None else []
+        match = prof.id if prof else (f"(no name match; {len(fits)} profiles fit its channel count)" if fits else "")
+        table.add_row(f"{i}{' *' if i == default_in else ''}", d["name"], str(d["max_input_channels"]),
+                      f"{d['default_samplerate']:.0f}", match)
+    Console(width=max(Console().width, 120)).print(table)
+    return 0

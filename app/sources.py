@@ -1,0 +1,272 @@
+"""Audio sources behind one interface: a live sounddevice stream, a file, a simulated room.
+
+Every source delivers (frames, channels) float32 at the profile's sample rate into a
+:class:`~doascope.app.ringbuffer.RingBuffer`; ``mic_map`` says which of its channels are the
+profile's microphones, in the profile's order (the ring keeps every device channel, so raw
+recordings are lossless).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from doascope import AudioInputError, ParameterError
+from doascope.app.ringbuffer import RingBuffer
+from doascope.hardware_profiles import Profile
+
+
+class AudioSource(ABC):
+    """What the engine needs from any input.
+
+    Attributes: fs (Hz), channels (delivered into the ring), mic_map (ring channel of each
+    profile microphone), xruns (input overflows reported by the device), error (last error
+    sentence or None), description (for status lines).
+    """
+
+    fs: int
+    channels: int
+    mic_map: tuple[int, ...]
+    description: str = ""
+
+    def __init__(self) -> None:
+        self.xruns = 0
+        self.error: str | None = None
+
+    @abstractmethod
+    def start(self, ring: RingBuffer) -> None:
+        """Begin delivering audio into ``ring`` (returns at once)."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop delivering; safe to call twice."""
+
+    @property
+    def finished(self) -> bool:
+        """True when a finite input has delivered everything (files without --loop)."""
+        return False
+
+    def restart(self) -> None:
+        """Try to recover after an error (live devices); others need nothing."""
+
+
+# ---------------------------------------------------------------------------------------------
+# In-memory playback (files and simulated scenes)
+
+
+class ArraySource(AudioSource):
+    """Plays a (frames, channels) array into the ring, paced at real time or as fast as the
+    consumer takes it (``speed`` = 0), optionally looping."""
+
+    def __init__(self, audio: np.ndarray, fs: int, mic_map, *, speed: float = 1.0, loop: bool = False,
+                 chunk: int | None = None, description: str = ""):
+        super().__init__()
+        if audio.ndim != 2 or audio.shape[0] == 0:
+            raise AudioInputError("the input holds no audio")
+        self.audio = np.ascontiguousarray(audio, dtype=np.float32)
+        self.fs = int(fs)
+        self.channels = self.audio.shape[1]
+        self.mic_map = tuple(int(c) for c in mic_map)
+        if speed < 0:
+            raise ParameterError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
+        self.speed = float(speed)
+        self.loop = bool(loop)
+        self.chunk = int(chunk or max(1, self.fs // 100))  # 10 ms, like a sound card's period
+        self.description = description
+        self.consumer_position = 0  # set by the engine; fast mode never laps it
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    def start(self, ring: RingBuffer) -> None:
+        self._stop.clear()
+        self._done.clear()
+        self._thread = threading.Thread(target=self._run, args=(ring,), name="doascope-playback", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+
+    def _run(self, ring: RingBuffer) -> None:
+        n = self.audio.shape[0]
+        pos = 0
+        sent = 0
+        t0 = time.monotonic()
+        while not self._stop.is_set():
+            if pos >= n:
+                if not self.loop:
+                    break
+                pos = 0
+            m = min(self.chunk, n - pos)
+            if self.speed > 0:
+                # Pace against the clock, not by sleeping a fixed period, so timing errors never add up.
+                due = t0 + (sent + m) / (self.fs * self.speed)
+                delay = due - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    break
+            else:
+                # As fast as possible, but stay within half a ring of the consumer, which the engine
+                # treats as keeping up (further behind, it would skip ahead and count an overrun).
+                while ring.written + m - self.consumer_position > ring.capacity // 2:
+                    if self._stop.wait(0.001):
+                        return
+            ring.write(self.audio[pos:pos + m])
+            pos += m
+            sent += m
+        self._done.set()
+
+
+def file_source(path: str, profile: Profile, *, speed: float = 1.0, loop: bool = False) -> ArraySource:
+    """A recording as a source: read, resampled to the profile's rate; all its channels go into the
+    ring and ``mic_map`` picks the microphones (see app.audio.read_recording for what is accepted)."""
+    from doascope.app.audio import read_raw
+
+    audio, mic_map = read_raw(path, profile)
+    return ArraySource(audio, profile.sample_rate, mic_map, speed=speed, loop=loop, description=f"file {path}")
+
+
+def sim_source(scene: str, profile: Profile, *, speed: float = 1.0, loop: bool = True, seed: int = 0) -> ArraySource:
+    """A simulated scene (see app.simulation.PRESETS) rendered for the profile's geometry."""
+    from doascope.app.simulation import render_preset
+
+    rendered = render_preset(scene, profile.positions, profile.sample_rate, seed=seed)
+    src = ArraySource(rendered.audio, profile.sample_rate, range(profile.n_mics), speed=speed, loop=loop,
+                      description=f"simulated scene '{scene}'")
+    src.truth = rendered  # tests and demos compare with it
+    return src
+
+
+# ---------------------------------------------------------------------------------------------
+# Live capture
+
+
+def import_sounddevice():
+    """sounddevice, or one sentence saying what to install."""
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # the module is there but PortAudio is not
+        raise AudioInputError(f"live capture needs PortAudio ({exc}): install it with "
+                              "'sudo apt-get install libportaudio2'") from None
+    except ImportError:
+        raise AudioInputError("live capture needs the sounddevice package: pip install 'doascope[live]'") from None
+    return sd
+
+
+def resolve_device(device, *, channels: int | None = None) -> tuple[int, dict]:
+    """(index, info) of the input device given by index or by a substring of its name."""
+    sd = import_sounddevice()
+    try:
+        devices = list(sd.query_devices())
+    except Exception as exc:  # PortAudio errors come in several types
+        raise AudioInputError(f"cannot list audio devices: {exc}") from None
+    inputs = [(i, d) for i, d in enumerate(devices) if d["max_input_channels"] > 0]
+    if not inputs:
+        raise AudioInputError("no audio input device found (is the array plugged in? see `doascope devices`)")
+    if device is None:
+        try:
+            idx = sd.default.device[0]
+        except Exception:
+            idx = -1
+        if idx is None or idx < 0:
+            idx = inputs[0][0]
+        return int(idx), devices[int(idx)]
+    text = str(device).strip()
+    if text.lstrip("-").isdigit():
+        idx = int(text)
+        if not 0 <= idx < len(devices) or devices[idx]["max_input_channels"] == 0:
+            raise AudioInputError(f"there is no input device number {idx} (see `doascope devices`)")
+        return idx, devices[idx]
+    hits = [(i, d) for i, d in inputs if text.lower() in d["name"].lower()]
+    if not hits:
+        names = ", ".join(repr(d["name"]) for _, d in inputs)
+        raise AudioInputError(f"no input device matches {text!r}; inputs are: {names}")
+    if channels is not None:  # prefer one that can deliver the channels we need
+        wide = [(i, d) for i, d in hits if d["max_input_channels"] >= channels]
+        hits = wide or hits
+    return hits[0]
+
+
+class LiveSource(AudioSource):
+    """A sounddevice InputStream. The callback only copies into the ring and counts xruns."""
+
+    def __init__(self, profile: Profile, device=None, *, blocksize: int = 0):
+        super().__init__()
+        self.profile = profile
+        self.fs = profile.sample_rate
+        self.channels = profile.channels
+        self.mic_map = tuple(profile.mic_channels)
+        self.index, info = resolve_device(device, channels=self.channels)
+        self.device_name = info["name"]
+        if info["max_input_channels"] < self.channels:
+            raise AudioInputError(
+                f"device {self.device_name!r} has {info['max_input_channels']} input channels but profile "
+                f"'{profile.id}' needs {self.channels}")
+        self.blocksize = blocksize
+        self.description = f"device {self.index}: {self.device_name}"
+        self.callbacks = 0
+        self._stream = None
+        self._ring: RingBuffer | None = None
+
+    def _callback(self, indata, frames, time_info, status):  # runs on PortAudio's thread
+        self._ring.write(indata)
+        self.callbacks += 1
+        if status.input_overflow:
+            self.xruns += 1
+
+    def start(self, ring: RingBuffer) -> None:
+        sd = import_sounddevice()
+        self._ring = ring
+        try:
+            self._stream = sd.InputStream(device=self.index, channels=self.channels, samplerate=self.fs,
+                                          dtype="float32", blocksize=self.blocksize, callback=self._callback)
+            self._stream.start()
+        except Exception as exc:  # PortAudioError, or ValueError for unsupported settings
+            self._stream = None
+            raise AudioInputError(f"cannot open {self.description} at {self.fs} Hz with {self.channels} "
+                                  f"channels (busy, or unsupported settings): {exc}") from None
+        self.error = None
+
+    def stop(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        # A wedged device can block close(); never let that hang the process.
+        t = threading.Thread(target=_close_quietly, args=(stream,), daemon=True)
+        t.start()
+        t.join(timeout=2.0)
+
+    @property
+    def alive(self) -> bool:
+        s = self._stream
+        return s is not None and bool(getattr(s, "active", False))
+
+    def restart(self) -> None:
+        self.stop()
+        sd = import_sounddevice()
+        try:  # PortAudio lists devices once per initialisation: re-initialise to see a replugged array
+            sd._terminate()
+            sd._initialize()
+        except Exception:
+            pass
+        try:
+            self.index, info = resolve_device(self.device_name, channels=self.channels)
+            self.start(self._ring)
+        except AudioInputError as exc:
+            self.error = str(exc)
+
+
+def _close_quietly(stream) -> None:
+    try:
+        stream.abort()
+        stream.close()
+    except Exception:
+        pass

@@ -1,0 +1,229 @@
+"""The multi-source tracker (dsp/tracker.py) on synthetic peak streams: births need confirmation,
+clutter stays hidden, ids survive gaps, crossings, the 0/360 wrap and irregular hops, and silence
+ends every track."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from doascope import ParameterError
+from doascope.dsp.grids import angular_distance
+from doascope.dsp.peaks import Peak
+from doascope.dsp.tracker import Tracker, TrackState
+
+HOP = 0.016  # seconds: 256 samples at 16 kHz
+
+
+def peak(azimuth: float, elevation: float = 0.0, power: float = 1.0) -> Peak:
+    return Peak(float(azimuth) % 360.0, float(elevation), float(power), 0)
+
+
+def az_error(a, b) -> float:
+    return float(abs((a - b + 180.0) % 360.0 - 180.0))
+
+
+def run(tracker: Tracker, times, peaks_at, active_at=lambda t: True) -> list[tuple[float, tuple[TrackState, ...]]]:
+    """Feed tracker one frame per time; peaks_at(t) gives that frame's peaks."""
+    return [(t, tracker.update(t, peaks_at(t), active_at(t))) for t in times]
+
+
+def test_static_source_confirmed_after_confirm_time_with_id_1():
+    rng = np.random.default_rng(1)
+    tracker = Tracker()
+    times = np.arange(0, 2.0, HOP)
+    out = run(tracker, times, lambda t: [peak(123.0 + rng.uniform(-3, 3))])
+    first = next(t for t, tracks in out if tracks)
+    assert tracker.params["confirm_time"] <= first <= tracker.params["confirm_time"] + 2 * HOP
+    for t, tracks in out:
+        if t >= first:
+            assert [s.id for s in tracks] == [1]
+            assert az_error(tracks[0].azimuth, 123.0) < 2.0
+    last = tracker.tracks[0]
+    assert np.hypot(last.x, last.y) == pytest.approx(1.0) and last.z == 0.0 and last.elevation == 0.0
+    assert last.activity > 0.99 and last.age == pytest.approx(times[-1])
+    d = last.as_dict()
+    assert set(d) == {"id", "azimuth", "elevation", "x", "y", "z", "activity"}
+    assert d["azimuth"] == round(last.azimuth, 2) and d["x"] == round(last.x, 3)
+
+
+def test_brief_peaks_never_confirm():
+    # One spurious peak, and a burst just shorter than confirm_time: neither becomes a source.
+    tracker = Tracker()
+    times = np.arange(0, 1.0, HOP)
+    assert not any(tr for _, tr in run(tracker, times, lambda t: [peak(200.0)] if t < HOP / 2 else []))
+    tracker.reset()
+    burst = tracker.params["confirm_time"] - HOP
+    assert not any(tr for _, tr in run(tracker, times, lambda t: [peak(200.0)] if t < burst else []))
+
+
+def test_min_power_ignores_weak_peaks():
+    tracker = Tracker(min_power=0.5)
+    out = run(tracker, np.arange(0, 1.0, HOP), lambda t: [peak(10.0, power=0.4)])
+    assert not out[-1][1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clutter_never_confirms(seed):
+    # One peak a frame at a uniformly random azimuth for 5 s. A tentative track needs hits in 60 %
+    # of its frames, the last at 0.2 s or later; with a 20-degree gate each frame's clutter lands in
+    # a given track's gate with probability 40/360, so ~8 hits out of 13 has odds near 1e-5.
+    rng = np.random.default_rng(seed)
+    tracker = Tracker()
+    out = run(tracker, np.arange(0, 5.0, HOP), lambda t: [peak(rng.uniform(0, 360), power=rng.uniform(0.2, 1))])
+    assert not any(tracks for _, tracks in out)
+    assert len(tracker._tracks) <= tracker.params["max_tracks"]
+
+
+def test_source_in_clutter_keeps_id_1():
+    rng = np.random.default_rng(3)
+    tracker = Tracker()
+    out = run(tracker, np.arange(0, 4.0, HOP),
+              lambda t: [peak(300.0 + rng.uniform(-3, 3)), peak(rng.uniform(0, 360), power=0.5)])
+    assert [s.id for s in out[-1][1]] == [1]
+    assert {s.id for _, tracks in out for s in tracks} == {1}
+    assert az_error(out[-1][1][0].azimuth, 300.0) < 2.0
+
+
+def test_two_talkers_crossing_keep_their_ids():
+    rng = np.random.default_rng(4)
+    duration = 4.0
+
+    def truth(t):
+        return 40.0 + 100.0 * t / duration, 140.0 - 100.0 * t / duration
+
+    def peaks_at(t):
+        a, b = truth(t)
+        if abs(a - b) < 10.0:  # too close for the peak picker: one peak between them
+            return [peak((a + b) / 2 + rng.uniform(-1, 1))]
+        return [peak(a + rng.uniform(-2, 2)), peak(b + rng.uniform(-2, 2), power=0.9)]
+
+    tracker = Tracker()
+    out = run(tracker, np.arange(0, duration + HOP / 2, HOP), peaks_at)
+    early = next(tracks for t, tracks in out if len(tracks) == 2)
+    rising = min(early, key=lambda s: s.azimuth).id  # the talker that started at 40
+    falling = max(early, key=lambda s: s.azimuth).id
+    assert {rising, falling} == {1, 2}
+    for t, tracks in out:
+        if t >= 0.5:
+            a, b = truth(t)
+            by_id = {s.id: s for s in tracks}
+            assert set(by_id) == {1, 2}, f"at t={t:.3f} s the tracks are {sorted(by_id)}"
+            assert az_error(by_id[rising].azimuth, a) < 6.0, f"t={t:.3f}"
+            assert az_error(by_id[falling].azimuth, b) < 6.0, f"t={t:.3f}"
+    final = {s.id: s.azimuth for s in out[-1][1]}
+    assert az_error(final[rising], 140.0) < 3.0 and az_error(final[falling], 40.0) < 3.0
+
+
+@pytest.mark.parametrize("how", ["inactive", "no peaks"])
+def test_silence_ends_tracks_after_death_time(how):
+    tracker = Tracker()
+    stop = 1.0
+    death = tracker.params["death_time"]
+    out = run(tracker, np.arange(0, stop + death + 1.0, HOP),
+              lambda t: [peak(45.0)] if t < stop or how == "inactive" else [],
+              lambda t: t < stop or how == "no peaks")
+    last_hit = max(t for t in (t for t, _ in out) if t < stop)
+    alive_until = max(t for t, tracks in out if tracks)
+    assert last_hit + death / 2 < alive_until <= last_hit + death + HOP + 1e-9
+    # While it coasts in silence the track holds still and its activity decays.
+    coasting = [tracks[0] for t, tracks in out if last_hit < t <= alive_until]
+    assert all(az_error(s.azimuth, 45.0) < 1.0 for s in coasting)
+    assert coasting[-1].activity < 0.05 < coasting[0].activity
+    assert tracker.tracks == ()
+
+
+def test_speech_gaps_keep_the_same_id():
+    rng = np.random.default_rng(5)
+    tracker = Tracker()
+    # 0.6 s of speech, 0.8 s pauses (shorter than death_time), some pauses reported as inactive.
+
+    def speaking(t):
+        return (t % 1.4) < 0.6
+
+    out = run(tracker, np.arange(0, 7.0, HOP),
+              lambda t: [peak(250.0 + rng.uniform(-3, 3))] if speaking(t) else [],
+              lambda t: speaking(t) or t > 3.0)
+    ids = {s.id for _, tracks in out for s in tracks}
+    assert ids == {1}
+    assert all(len(tracks) == 1 for t, tracks in out if t > 0.3)
+
+
+def test_irregular_hops_and_the_wrap_at_360():
+    rng = np.random.default_rng(6)
+    times = np.cumsum(rng.uniform(0.010, 0.070, 120))  # ~4.8 s
+    speed = 20.0 / (times[-1] - times[0])               # 350 -> 10 degrees, through 0
+
+    def truth(t):
+        return (350.0 + speed * (t - times[0])) % 360.0
+
+    tracker = Tracker()
+    out = run(tracker, times, lambda t: [peak(truth(t) + rng.uniform(-2, 2))])
+    assert {s.id for _, tracks in out for s in tracks} == {1}
+    for t, tracks in out[20:]:
+        assert len(tracks) == 1 and az_error(tracks[0].azimuth, truth(t)) < 3.0
+        assert 0.0 <= tracks[0].azimuth < 360.0
+    assert az_error(out[-1][1][0].azimuth, 10.0) < 2.0
+
+
+def test_sphere_source_tracked_in_3d():
+    rng = np.random.default_rng(7)
+    tracker = Tracker(planar=False)
+    out = run(tracker, np.arange(0, 2.0, HOP),
+              lambda t: [peak(60.0 + rng.uniform(-3, 3), 30.0 + rng.uniform(-3, 3))])
+    (s,) = out[-1][1]
+    assert s.id == 1
+    assert angular_distance(s.azimuth, s.elevation, 60.0, 30.0) < 2.0
+    assert s.z == pytest.approx(np.sin(np.radians(s.elevation)))
+    assert np.linalg.norm([s.x, s.y, s.z]) == pytest.approx(1.0)
+
+
+def test_planar_tracks_stay_on_the_horizon():
+    tracker = Tracker(planar=True)
+    out = run(tracker, np.arange(0, 1.0, HOP), lambda t: [peak(80.0, 25.0)])
+    (s,) = out[-1][1]
+    assert s.z == 0.0 and s.elevation == 0.0 and az_error(s.azimuth, 80.0) < 1e-6
+
+
+def test_duplicate_tracks_merge_into_the_older_id():
+    tracker = Tracker(merge_deg=8.0, confirm_time=0.1, tentative_time=0.2)
+    run(tracker, np.arange(0, 1.0, HOP), lambda t: [peak(100.0), peak(170.0)])
+    assert [s.id for s in tracker.tracks] == [1, 2]
+    # The second source walks onto the first and stays there: one track, the older id.
+    times = np.arange(1.0, 3.0, HOP)
+    run(tracker, times, lambda t: [peak(100.0), peak(max(105.0, 170.0 - 60.0 * (t - 1.0)))])
+    assert [s.id for s in tracker.tracks] == [1]
+
+
+def test_max_tracks_is_never_exceeded():
+    tracker = Tracker(max_tracks=3)
+    azimuths = np.arange(0, 360, 45.0)  # 8 steady sources
+    run(tracker, np.arange(0, 1.0, HOP), lambda t: [peak(a, power=1 + a / 360) for a in azimuths])
+    assert len(tracker.tracks) == 3 and len(tracker._tracks) <= 3
+
+
+def test_time_must_not_go_back_and_reset_restarts_ids():
+    tracker = Tracker()
+    run(tracker, np.arange(0, 1.0, HOP), lambda t: [peak(30.0)])
+    with pytest.raises(ParameterError, match="reset"):
+        tracker.update(0.5, [])
+    tracker.reset()
+    assert tracker.tracks == ()
+    out = run(tracker, np.arange(0, 1.0, HOP), lambda t: [peak(200.0)])
+    assert [s.id for s in out[-1][1]] == [1]
+
+
+def test_set_params_applies_and_validates():
+    tracker = Tracker()
+    tracker.set_params(gate_deg=30.0, death_time=0.5)
+    assert tracker.params["gate_deg"] == 30.0 and tracker.params["death_time"] == 0.5
+    for bad in [{"gate_deg": 0.0}, {"gate_deg": -5}, {"death_time": -1.0}, {"confirm_time": -0.1},
+                {"tentative_time": 0.1, "confirm_time": 0.2}, {"confirm_ratio": 1.5}, {"confirm_ratio": 0},
+                {"activity_tau": 0}, {"measurement_noise_deg": -1}, {"process_noise_deg_s": 0},
+                {"merge_deg": -1}, {"max_tracks": 0}, {"max_tracks": 2.5}, {"gate_deg": "wide"},
+                {"death_time": float("nan")}, {"planar": "yes"}, {"no_such_knob": 1}]:
+        with pytest.raises(ParameterError):
+            tracker.set_params(**bad)
+    assert tracker.params["gate_deg"] == 30.0  # a rejected change leaves everything as it was
+    with pytest.raises(ParameterError):
+        Tracker(gate_deg=-1)
