@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", "-m", default="normmusic", help="DOA method (default normmusic)")
     p.add_argument("--out", default="doascope-demo", help="folder for the scene WAV and the PNG (default ./doascope-demo)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-gui", action="store_true", help="the terminal demo even where a display exists")
+    p.add_argument("--quit-after", type=float, default=None, metavar="S", help=argparse.SUPPRESS)
 
     p = sub.add_parser("bench", help="speed and accuracy against pyroomacoustics (ratios, measured in this process)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions and scenes (a smoke run)")

@@ -16,6 +16,22 @@ TALKERS = ((60.0, "speech", 0.0), (215.0, "speech", 1.5))  # azimuth, kind, star
 
 
 def cmd_demo(args) -> int:
+    """The GUI on a simulated two-talker room where a display exists, else the terminal demo."""
+    from doascope.app.gui import display_available
+
+    if not args.no_gui and display_available():
+        from types import SimpleNamespace
+
+        from doascope.app.gui.window import run_gui
+
+        return run_gui(SimpleNamespace(profile=args.profile, method=args.method, sources=2, sim="two-talkers",
+                                       file=None, device=None, autostart=True, quit_after=args.quit_after,
+                                       screenshot=None))
+    return terminal_demo(args)
+
+
+def terminal_demo(args) -> int:
+    """Simulate the room, localize it offline, print a summary and write a PNG."""
     import soundfile as sf
     from rich.console import Console
     from rich.table import Table

@@ -8,8 +8,7 @@ import os
 
 def display_available() -> bool:
     """Whether a window can be shown: a display server and an importable Qt."""
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and \
-            os.environ.get("QT_QPA_PLATFORM") not in ("offscreen", "minimal"):
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False
     try:
         import pyqtgraph  # noqa: F401
