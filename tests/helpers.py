@@ -10,6 +10,9 @@ endless stream.
 from __future__ import annotations
 
 import numpy as np
+import soundfile as sf
+
+from doascope.hardware_profiles import load_profile
 
 C = 343.0
 
@@ -83,3 +86,11 @@ def angle_between(az1, el1, az2, el2) -> float:
     """Great-circle angle in degrees between two directions."""
     d = float(unit_vector(az1, el1) @ unit_vector(az2, el2))
     return float(np.degrees(np.arccos(np.clip(d, -1.0, 1.0))))
+
+def plane_wave_file(path, profile_id: str, *, azimuth: float, seconds: float = 3.0):
+    prof = load_profile(profile_id)
+    x = plane_wave(prof.positions, prof.sample_rate, azimuth, seconds=seconds)
+    dev = np.zeros((x.shape[0], prof.channels), np.float32)
+    dev[:, list(prof.mic_channels)] = 0.3 * x / np.abs(x).max()
+    sf.write(path, dev, prof.sample_rate)
+    return path

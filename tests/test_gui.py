@@ -77,7 +77,7 @@ def test_replayed_scene_shows_both_talkers_at_their_azimuths(window, qtbot):
 def test_switching_method_profile_and_input_while_running(window, qtbot, tmp_path):
     import soundfile as sf
 
-    from tests_helpers_plane import plane_wave_file
+    from helpers import plane_wave_file
 
     tab = _tab(window)
     qtbot.waitUntil(lambda: tab.engine is not None and tab.engine.latest is not None, timeout=15000)
