@@ -309,11 +309,161 @@ def live(quick: bool, out: dict) -> None:
     out["soak"] = {"minutes": minutes, "frames": eng.frames, "overruns": eng.overruns, "rss_mb": rss}
 
 
+_SERVE_CLIENTS = r"""
+import asyncio, json, sys
+from websockets.asyncio.client import connect
+
+async def main(url, n, seconds):
+    loop = asyncio.get_running_loop()
+    window, results, ready = {}, [None] * n, [0]
+    all_ready = asyncio.Event()
+
+    async def one(i):
+        seqs = []
+        async with connect(url, open_timeout=60, close_timeout=2) as ws:
+            first = True
+            async for text in ws:
+                msg = json.loads(text)
+                if msg.get("type") != "doa":
+                    continue
+                if first:
+                    first = False
+                    ready[0] += 1
+                    if ready[0] == n:
+                        all_ready.set()
+                if window:
+                    t = loop.time()
+                    if t >= window["end"]:
+                        break
+                    if t >= window["start"]:
+                        seqs.append(msg["seq"])
+        results[i] = seqs
+
+    tasks = [asyncio.ensure_future(one(i)) for i in range(n)]
+    await asyncio.wait_for(all_ready.wait(), 60)
+    window.update(start=loop.time(), end=loop.time() + seconds)
+    print("ready", flush=True)
+    await asyncio.wait_for(asyncio.gather(*tasks), seconds + 30)
+    print(json.dumps({"counts": [len(s) for s in results],
+                      "lost": [sum(b - a - 1 for a, b in zip(s, s[1:])) for s in results]}), flush=True)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))
+"""
+
+
+def serve_bench(quick: bool, out: dict, *, speed: float = 1.0, counts=(0, 10, 100)) -> None:
+    """`doascope serve` with 0, 10 and 100 WebSocket clients that keep up: frames delivered, frames
+    lost, and the server's CPU. The service (engine included) runs in this process, so its CPU is
+    this process's CPU time; the clients run in one separate asyncio process and are not counted."""
+    import asyncio
+    import socket
+    import threading
+
+    from doascope.app.engine import AnalysisConfig, Engine
+    from doascope.app.server import Service
+    from doascope.app.sources import sim_source
+
+    con = _console()
+    seconds = 2.0 if quick else 5.0
+    prof = load_profile("respeaker_usb_v2")
+    engine = Engine(sim_source("two-talkers", prof, speed=speed, loop=True), prof, AnalysisConfig(method="srp-phat"),
+                    ring_seconds=4.0 * max(1.0, speed))
+    service = Service(engine, prof)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    box: dict = {}
+    started = threading.Event()
+
+    def serve() -> None:
+        async def main():
+            box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
+            started.set()
+            await service.run(host="127.0.0.1", port=port, tcp_port=None, odas=None, stop=box["stop"], quiet=True)
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            box["error"] = exc
+            started.set()
+
+    thread = threading.Thread(target=serve, name="doascope-bench-serve", daemon=True)
+    thread.start()
+    started.wait(30)
+    rows = []
+    try:
+        deadline = time.monotonic() + 30
+        while engine.frames < 30 and time.monotonic() < deadline and "error" not in box:  # warm: ~1 s
+            time.sleep(0.05)
+        if "error" in box or engine.frames < 30:
+            raise RuntimeError(f"the service did not start: {box.get('error') or engine.error}")
+        for n in counts:
+            proc = None
+            if n:
+                proc = subprocess.Popen([sys.executable, "-c", _SERVE_CLIENTS, f"ws://127.0.0.1:{port}/", str(n),
+                                         str(seconds)], stdout=subprocess.PIPE, text=True)
+                if proc.stdout.readline().strip() != "ready":
+                    proc.kill()
+                    raise RuntimeError(f"the {n} benchmark clients did not connect")
+            c0, t0, f0, e0 = time.process_time(), time.perf_counter(), engine.frames, engine.cpu_seconds
+            m0 = sum(c.sent for c in list(service.clients))
+            time.sleep(seconds)
+            c1, t1, f1, e1 = time.process_time(), time.perf_counter(), engine.frames, engine.cpu_seconds
+            m1 = sum(c.sent for c in list(service.clients))
+            got = {"counts": [], "lost": []}
+            if proc is not None:
+                got = json.loads(proc.stdout.readline())
+                proc.wait(60)
+            wall = t1 - t0
+            fps = np.array(got["counts"], float) / seconds
+            rows.append({"clients": n, "seconds": wall, "engine_fps": (f1 - f0) / wall,
+                         "client_fps_min": float(fps.min()) if n else None,
+                         "client_fps_median": float(np.median(fps)) if n else None,
+                         "frames_lost": int(sum(got["lost"])), "messages_per_s": (m1 - m0) / wall,
+                         "cpu_per_s": (c1 - c0) / wall,
+                         "rtf": (e1 - e0) / max((f1 - f0) * engine.step / engine.fs, 1e-9),
+                         "overruns": engine.overruns})
+    finally:
+        if "loop" in box:
+            box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(15)
+    base = rows[0]["cpu_per_s"] if rows and rows[0]["clients"] == 0 else None
+    table = _table(f"Service: simulated two-talker room at {speed:g}x real time, WebSocket clients that keep up "
+                   f"(one separate process), {seconds:g} s each; CPU = this process (engine + service) CPU "
+                   "seconds per second, in % of one core",
+                   ["clients", "engine frames/s", "per client min", "per client median", "frames lost",
+                    "messages/s", "server CPU", "extra vs 0 (core)", "extra vs 0 (relative)", "engine RTF"])
+    for r in rows:
+        extra = r["cpu_per_s"] - base if base is not None else None
+        r["extra_cpu_per_s"] = extra
+        r["extra_ratio"] = extra / base if base else None
+        table.add_row(str(r["clients"]), f"{r['engine_fps']:.1f}",
+                      "-" if r["client_fps_min"] is None else f"{r['client_fps_min']:.1f}",
+                      "-" if r["client_fps_median"] is None else f"{r['client_fps_median']:.1f}",
+                      str(r["frames_lost"]), f"{r['messages_per_s']:.0f}", f"{r['cpu_per_s'] * 100:.1f}%",
+                      "-" if not r["clients"] or extra is None else f"{extra * 100:+.1f}%",
+                      "-" if not r["clients"] or not base else f"{r['extra_ratio'] * 100:+.0f}%",
+                      f"{r['rtf']:.4f}")
+    con.print(table)
+    hundred = [r for r in rows if r["clients"] == 100]
+    if hundred and hundred[0]["extra_cpu_per_s"] is not None and base:
+        e, rel = hundred[0]["extra_cpu_per_s"], hundred[0]["extra_ratio"]
+        con.print(f"100 clients cost {e * 100:.1f}% of a core more than 0 clients ({rel:+.0%} of the 0-client "
+                  f"process's {base * 100:.1f}%, which is mostly the engine); target under 20%: "
+                  f"{'met' if e < 0.2 else 'NOT met'} as a share of a core, {'met' if rel < 0.2 else 'not met'} "
+                  f"relative to the 0-client CPU; {hundred[0]['frames_lost']} frames lost, overruns {engine.overruns}")
+    out["serve"] = {"speed": speed, "seconds": seconds, "profile": prof.id, "method": "srp-phat",
+                    "frame_rate": engine.fs / engine.step, "rows": rows, "target_extra_cpu_100": 0.2}
+
+
 def cmd_bench(args) -> int:
     out: dict = {}
-    if args.live:
+    if getattr(args, "dnn", False):
+        dnn_bench(args.quick, out, args.scenes)
+    elif args.live:
         live(args.quick, out)
-    else:
+    if getattr(args, "serve", False):
+        serve_bench(args.quick, out)
+    if not (args.live or getattr(args, "serve", False)):
         if not args.accuracy_only:
             speed(args.quick, out)
             locate_file(args.quick, out)
@@ -323,3 +473,186 @@ def cmd_bench(args) -> int:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)
     return 0
+
+
+DNN_PROFILES = ("respeaker_usb_v2", "minidsp_uma8")
+DNN_RIVALS = ("srp-phat", "srp-dpd", "normmusic")
+
+
+def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=DNN_PROFILES) -> None:
+    """The shipped DNN weights against the classical methods on reverberant rooms it never saw.
+
+    Scenes come from random_scene with seeds of their own ([7919, sources, i]; training draws
+    [seed, i]), at each profile's own rate; scoring is accuracy()'s: blocks where every source is
+    active, 1 source within 10 degrees, recall at 15 degrees for 2 and 3. Inference time is one
+    block's spectrum + peaks on one torch thread.
+    """
+    import torch
+
+    from doascope.app.commands import default_nfft
+    from doascope.app.scenes import random_scene
+    from doascope.models.dnn import shipped_profile_for, WEIGHTS_DIR
+
+    torch.set_num_threads(1)
+    con = _console()
+    n_scenes = n_scenes or (4 if quick else 20)
+    grid = circle_grid(1.0)
+    t_start = time.perf_counter()
+    for pid in profiles:
+        prof = load_profile(pid)
+        if not (WEIGHTS_DIR / f"{pid}.pt").is_file() or shipped_profile_for(prof.positions) is None:
+            con.print(f"[yellow]no shipped dnn weights for {pid}: skipped[/]")
+            continue
+        pos, fs = prof.positions, prof.sample_rate
+        nfft = default_nfft(fs)
+        hop = nfft // 2
+        scores: dict[tuple, list[float]] = {}
+        for n_src in (1, 2, 3):
+            ests = {m: make_estimator(m, pos, fs=fs, nfft=nfft, grid=grid, band=BAND, n_sources=n_src)
+                    for m in ("dnn",) + DNN_RIVALS}
+            for i in range(n_scenes):
+                scene = random_scene(pos, fs, np.random.default_rng([7919, n_src, i]), n_sources=n_src)
+                truth = np.array([s.azimuth for s in scene.sources])
+                rt_bin = RT60_BINS[int(np.searchsorted([b[1] for b in RT60_BINS], scene.rt60))]
+                for m, est in ests.items():
+                    for a in (0.0, 0.5):
+                        loc = Localizer(est, hop=hop, n_sources=n_src, frames_per_block=FRAMES, smoothing=a)
+                        for r in loc.locate(scene.audio, fs):
+                            if not np.all(scene.active(r.start, r.stop)):
+                                continue
+                            err = azimuth_errors([p.azimuth for p in r.peaks], truth)
+                            val = float(err[0] <= 10) if n_src == 1 else float(np.mean(err <= 15))
+                            scores.setdefault((n_src, m, a), []).append(val)
+                            if n_src == 1:
+                                scores.setdefault((rt_bin, m, a), []).append(val)
+        # Inference cost of one block, network included, on one thread.
+        X = stft(random_scene(pos, fs, np.random.default_rng([7919, 0, 0]), n_sources=2).audio[: 2 * fs],
+                 nfft=nfft, hop=hop)[:, :, :FRAMES].copy()
+        times = {}
+        for m in ("dnn",) + DNN_RIVALS:
+            est = make_estimator(m, pos, fs=fs, nfft=nfft, grid=grid, band=BAND, n_sources=2)
+            times[m] = _median_time(lambda: find_peaks(est.spectrum(X), grid, 2), 20 if quick else 100)
+        table = _table(f"DNN vs classical, {pid} ({prof.n_mics} mics, {fs} Hz, nfft {nfft}); {n_scenes} unseen "
+                       "rooms per source count, RT60 0.2-0.9 s, SNR 0-25 dB; blocks where every source is active",
+                       ["method", "smoothing", "1 src: <=10 deg", "2 src: recall@15", "3 src: recall@15"]
+                       + [f"1 src RT60 {lo:g}-{hi:g}" for lo, hi in RT60_BINS] + ["ms/block"])
+        for m in ("dnn",) + DNN_RIVALS:
+            for a in (0.0, 0.5):
+                cells = []
+                for key in [(1, m, a), (2, m, a), (3, m, a)] + [(rb, m, a) for rb in RT60_BINS]:
+                    v = scores.get(key, [])
+                    cells.append(f"{np.mean(v):.1%}" if v else "-")
+                table.add_row(m, f"{a:g}", *cells, f"{times[m] * 1e3:.2f}")
+                for n_src in (1, 2, 3):
+                    v = scores.get((n_src, m, a), [])
+                    out.setdefault("dnn", []).append({"profile": pid, "method": m, "smoothing": a, "sources": n_src,
+                                                      "score": float(np.mean(v)) if v else None, "blocks": len(v),
+                                                      "ms_per_block": times[m] * 1e3})
+        con.print(table)
+        for n_src, what in ((1, "1 source within 10 deg"), (2, "2-source recall at 15 deg")):
+            best = max((np.mean(scores.get((n_src, m, a), [0])), m, a) for m in DNN_RIVALS for a in (0.0, 0.5))
+            dnn = max((np.mean(scores.get((n_src, "dnn", a), [0])), a) for a in (0.0, 0.5))
+            con.print(f"{pid}, {what}: dnn {dnn[0]:.1%} (smoothing {dnn[1]:g}) vs best classical {best[1]} "
+                      f"{best[0]:.1%} (smoothing {best[2]:g}): {'dnn ahead' if dnn[0] > best[0] else 'classical ahead'}")
+    con.print(f"({time.perf_counter() - t_start:.0f} s)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Position mode: distributed microphones
+# --------------------------------------------------------------------------------------------------
+
+POSITION_SETUPS = {"6 wall mics": "room_walls_6mic", "3 arrays x 4 mics": "room_three_arrays"}
+POSITION_SEARCHES = {"grid": {"spacing": 0.05}, "coarse-to-fine": {}, "src": {}}
+
+
+def position_bench(quick: bool, out: dict, *, n_scenes: int | None = None) -> None:
+    """Position error and cost per block of each search, one talker in simulated rooms.
+
+    Every search runs on the very same smoothed GCC-PHAT correlations of each block, so errors and
+    times differ only by the search; triangulation uses the arrays' own far-field SRP-PHAT. Scored
+    blocks: the talker speaks during at least half the block and the activity gate is open.
+    """
+    from doascope.app.commands import position_defaults
+    from doascope.app.scenes import simulate_room
+    from doascope.dsp.position import PositionLocalizer
+
+    con = _console()
+    n_scenes = n_scenes or (3 if quick else 12)
+    duration = 3.0 if quick else 4.0
+    rows = []
+    for label, pid in POSITION_SETUPS.items():
+        prof = load_profile(pid)
+        opts = position_defaults(prof.sample_rate)
+        room = prof.room
+        errors: dict[str, list[float]] = {}
+        times: dict[str, list[float]] = {}
+        evals: dict[str, list[int]] = {}
+        for i in range(n_scenes):
+            rng = np.random.default_rng(500 + i)
+            src = np.array([rng.uniform(room[0, 0] + 0.8, room[0, 1] - 0.8),
+                            rng.uniform(room[1, 0] + 0.8, room[1, 1] - 0.8), rng.uniform(1.1, 1.8)])
+            rec = simulate_room(prof.positions, prof.sample_rate, src[None], room_dim=tuple(room[:, 1] - room[:, 0]),
+                                duration=duration, rt60=float(rng.uniform(0.2, 0.6)),
+                                snr_db=float(rng.uniform(5, 25)), seed=i)
+            searches = list(POSITION_SEARCHES) + (["triangulation"] if len(prof.groups) >= 2 else [])
+            for search in searches:
+                loc = PositionLocalizer(prof.positions, room=room, fs=prof.sample_rate, search=search,
+                                        groups=prof.groups, search_options=POSITION_SEARCHES.get(search), **opts)
+                srp = loc.srp
+                spent = [0.0]
+                if search != "triangulation":   # time the search alone, GCC-PHAT excluded
+                    inner = srp.search
+
+                    def timed(method, _inner=inner, **kw):
+                        t0 = time.perf_counter()
+                        res = _inner(method, **kw)
+                        spent[0] += time.perf_counter() - t0
+                        return res
+                    srp.search = timed
+                else:
+                    inner_b = loc._triangulate
+
+                    def timed_t(X, _inner=inner_b):
+                        t0 = time.perf_counter()
+                        res = _inner(X)
+                        spent[0] += time.perf_counter() - t0
+                        return res
+                    loc._triangulate = timed_t
+                for res in loc.locate(rec.audio):
+                    if not res.active or rec.on[res.start:res.stop, 0].mean() < 0.5:
+                        spent[0] = 0.0
+                        continue
+                    if res.sources:
+                        s = res.sources[0]
+                        errors.setdefault(search, []).append(float(np.linalg.norm([s.x - src[0], s.y - src[1],
+                                                                                   s.z - src[2]])))
+                    else:
+                        errors.setdefault(search, []).append(np.inf)   # a missed block counts as a miss
+                    times.setdefault(search, []).append(spent[0])
+                    evals.setdefault(search, []).append(res.evaluations)
+                    spent[0] = 0.0
+        ref_t = np.median(times["grid"])
+        ref_e = np.median(evals["grid"])
+        for search in errors:
+            e = np.array(errors[search])
+            t = float(np.median(times[search]))
+            row = {"setup": label, "profile": pid, "search": search, "blocks": int(e.size),
+                   "median_m": float(np.median(e)), "p90_m": float(np.percentile(e, 90)),
+                   "within_0.3m": float(np.mean(e <= 0.3)), "ms_per_block": t * 1e3,
+                   "evaluations": float(np.median(evals[search])),
+                   "speedup_time": float(ref_t / t) if t > 0 else None,
+                   "speedup_evaluations": float(ref_e / np.median(evals[search])) if np.median(evals[search]) else None}
+            rows.append(row)
+    table = _table(f"Position of one talker in a 6 x 5 x 3 m room (RT60 0.2-0.6 s, SNR 5-25 dB, {n_scenes} scenes "
+                   "per setup, blocks where the talker speaks); search time per block excludes the shared "
+                   "GCC-PHAT; speed-up against the exhaustive 5 cm grid",
+                   ["array", "method", "blocks", "median (m)", "p90 (m)", "<= 0.3 m", "ms/block", "points",
+                    "speed-up (time)", "speed-up (points)"])
+    for r in rows:
+        table.add_row(r["setup"], r["search"], str(r["blocks"]), f"{r['median_m']:.3f}", f"{r['p90_m']:.3f}",
+                      f"{r['within_0.3m']:.0%}", f"{r['ms_per_block']:.2f}",
+                      "-" if not r["evaluations"] else f"{r['evaluations']:.0f}",
+                      f"{r['speedup_time']:.0f}x" if r["speedup_time"] else "-",
+                      f"{r['speedup_evaluations']:.0f}x" if r["speedup_evaluations"] else "-")
+    con.print(table)
+    out["position"] = rows

@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="speed and accuracy against pyroomacoustics (ratios, measured in this process)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions and scenes (a smoke run)")
     p.add_argument("--live", action="store_true", help="the live engine: real-time factor, latency, a 10x soak")
+    p.add_argument("--serve", action="store_true",
+                   help="the network service: frames delivered and CPU with 0, 10 and 100 WebSocket clients")
     p.add_argument("--speed-only", action="store_true", help="skip the accuracy part")
     p.add_argument("--accuracy-only", action="store_true", help="skip the speed part")
     p.add_argument("--scenes", type=int, default=None, help="scenes per source count in the accuracy part")

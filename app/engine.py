@@ -119,6 +119,8 @@ class Engine:
         self.step = hop * int(step_hops)
         self._build(config)
         self.ring = RingBuffer(max(int(ring_seconds * self.fs), 4 * self.window), source.channels)
+        self.position = 0  # first sample of the next window: the ring's replay waits for it
+        self.ring.readers.append(self)
         self.latest: DoaFrame | None = None
         self.overruns = 0
         self.frames = 0
@@ -127,6 +129,8 @@ class Engine:
         self.error: str | None = None
         self._subscribers: list[Subscriber] = []
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._requested = self.config  # the newest configure()d settings, applied or still queued
+        self._configure_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rtf = 0.0
@@ -152,13 +156,15 @@ class Engine:
         unknown = set(changes) - set(AnalysisConfig.__dataclass_fields__)
         if fixed or unknown:
             raise ParameterError(f"cannot change {', '.join(sorted(fixed | unknown))} while running")
-        cfg = replace(self.config, **changes)
-        localizer = build_localizer(cfg, self.profile, self.fs, step=self.step)  # validates now
-        if cfg.tracker:
-            from doascope.dsp.tracker import Tracker
+        with self._configure_lock:  # on top of earlier changes still queued, so none is undone
+            cfg = replace(self._requested, **changes)
+            localizer = build_localizer(cfg, self.profile, self.fs, step=self.step)  # validates now
+            if cfg.tracker:
+                from doascope.dsp.tracker import Tracker
 
-            Tracker(**cfg.tracker)  # validates the thresholds now; the running tracker keeps its tracks
-        self._commands.put((cfg, localizer))
+                Tracker(**cfg.tracker)  # validates the thresholds now; the running tracker keeps its tracks
+            self._requested = cfg
+            self._commands.put((cfg, localizer))
         return cfg
 
     def subscribe(self, fn: Subscriber) -> None:
@@ -267,8 +273,7 @@ class Engine:
             self.frames += 1
             self._deliver(frame)
             pos += self.step
-            if hasattr(src, "consumer_position"):
-                src.consumer_position = pos
+            self.position = pos
 
     def _skip_ahead(self) -> int:
         """Jump to the newest whole window, keeping windows on the hop grid."""

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 
-from doascope import ParameterError
+from doascope import DoascopeError, ParameterError
 
 
 def _line(msg: dict) -> str:
@@ -33,6 +33,12 @@ def _show(text: str, args) -> dict | None:
     return msg
 
 
+def _ended(n: int, args) -> None:
+    """The server ended the stream before --count messages: say so (exit status 2)."""
+    if args.count and n < args.count:
+        raise DoascopeError(f"the server closed the stream after {n} of {args.count} doa messages")
+
+
 async def _ws(url: str, args) -> int:
     from websockets.asyncio.client import connect
     from websockets.exceptions import (
@@ -56,6 +62,7 @@ async def _ws(url: str, args) -> int:
                     n += 1
                     if args.count and n >= args.count:
                         return 0
+            _ended(n, args)
     except InvalidStatus as exc:
         body = (exc.response.body or b"").decode(errors="replace").strip()
         raise ParameterError(f"the server refused the connection: HTTP {exc.response.status_code} {body}".strip()) \
@@ -74,7 +81,8 @@ async def _ws(url: str, args) -> int:
 async def _tcp(hostport: str, args) -> int:
     host, _, port = hostport.rpartition(":")
     try:
-        reader, writer = await asyncio.open_connection(host or "127.0.0.1", int(port), limit=2**24)
+        host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"  # [::1]:8766
+        reader, writer = await asyncio.open_connection(host, int(port), limit=2**24)
     except (OSError, ValueError) as exc:
         raise ParameterError(f"cannot connect to {hostport}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
@@ -92,6 +100,8 @@ async def _tcp(hostport: str, args) -> int:
                 n += 1
                 if args.count and n >= args.count:
                     break
+        else:
+            _ended(n, args)
     except (OSError, ValueError) as exc:  # a reset, or a line beyond the reader's limit
         raise ParameterError(f"the connection to {hostport} failed: {getattr(exc, 'strerror', None) or exc}") \
             from None

@@ -76,24 +76,25 @@ class RawRecorder:
         self.path, self.ring, self.fs = path, ring, fs
         self.frames = 0
         self.gaps = 0
-        self._pos = ring.written
+        self.position = ring.written  # next sample to record
+        ring.readers.append(self)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="doascope-recorder", daemon=True)
         self._thread.start()
 
     def _drain(self) -> None:
         while True:
-            n = min(self.ring.written - self._pos, self.ring.capacity // 4)
+            n = min(self.ring.written - self.position, self.ring.capacity // 4)
             if n <= 0:
                 return
             try:
-                block = self.ring.read(self._pos, n)
+                block = self.ring.read(self.position, n)
             except Overrun:  # the disk could not keep up: note the gap, resume at the oldest sample
                 self.gaps += 1
-                self._pos = self.ring.oldest() + self.ring.capacity // 4
+                self.position = self.ring.oldest() + self.ring.capacity // 4
                 continue
             self._sf.write(np.clip(block, -1.0, 1.0) if self._sf.format == "FLAC" else block)
-            self._pos += n
+            self.position += n
             self.frames += n
 
     def _run(self) -> None:
@@ -105,3 +106,5 @@ class RawRecorder:
         self._stop.set()
         self._thread.join(timeout=10)
         self._sf.close()
+        if self in self.ring.readers:
+            self.ring.readers.remove(self)

@@ -42,11 +42,17 @@ class RingBuffer:
         self.channels = int(channels)
         self._buf = np.zeros((self.capacity, self.channels), np.float32)
         self.written = 0
+        # Readers that must not be lapped when the producer can wait (file replay as fast as
+        # possible): objects with a ``position``, the next sample each one needs. A live producer
+        # ignores them: it never waits.
+        self.readers: list = []
+        self._writing = 0  # end of the write in progress: its slots may already hold new data
         self.stamp = (0, time.monotonic())
 
     def write(self, data: np.ndarray) -> None:
         """Append (frames, channels) samples. Real-time safe: two slice copies, no allocation."""
         n = data.shape[0]
+        self._writing = self.written + n  # announced before any slot is overwritten (see read)
         if n > self.capacity:  # only the newest capacity frames can be kept
             data = data[n - self.capacity:]
             self.written += n - self.capacity
@@ -83,7 +89,9 @@ class RingBuffer:
         if first < n:
             out[first:n] = self._buf[:n - first]
         # The producer may have lapped us while we copied: then part of the copy is newer data.
-        if start < self.written - self.capacity:
+        # Check against the write in progress too, whose data may be in the slots before the
+        # counter moves.
+        if start < self._writing - self.capacity:
             raise Overrun(start)
         return out
 

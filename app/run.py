@@ -96,8 +96,9 @@ def cmd_run(args) -> int:
     stop = threading.Event()
     install_stop_handlers(stop)
     err = Console(stderr=True)
-    engine.start()
+    # The recorder starts at the ring's sample 0, so it must exist before the source delivers any.
     recorder = RawRecorder(args.record, engine.ring, engine.fs) if args.record else None
+    engine.start()
     view = TerminalView(engine, profile)
     t_start = time.monotonic()
     last_status = None

@@ -98,6 +98,7 @@ class Service:
         self.frames = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self._writers: set[asyncio.StreamWriter] = set()   # open TCP connections, closed on shutdown
+        self._handlers: set[asyncio.Task] = set()          # their handlers, awaited on shutdown
         self._configuring = asyncio.Lock()                  # one settings change at a time
 
     # -- frames from the engine thread ------------------------------------------------------------
@@ -170,7 +171,11 @@ class Service:
     async def _ws_handler(self, ws) -> None:
         _small_buffers(ws.transport)
         client = Client("ws", f"{ws.remote_address}")
-        client.push(self.meta_text())
+        try:
+            # meta first, sent before anything else can be (an ack to a message the client sends at once)
+            await asyncio.wait_for(ws.send(self.meta_text()), 10.0)
+        except Exception:
+            return
         self.clients.add(client)
         pump = asyncio.ensure_future(client.pump(ws.send))
         try:
@@ -189,6 +194,7 @@ class Service:
     async def _tcp_handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         self._writers.add(writer)
+        self._handlers.add(asyncio.current_task())
         client = pump = None
 
         async def send(text: str) -> None:
@@ -203,7 +209,7 @@ class Service:
                     'send {"token": "..."} as the first line'))), 5.0)
                 return
             client = Client("tcp", f"{peer}")
-            client.push(self.meta_text())
+            await asyncio.wait_for(send(self.meta_text()), 10.0)  # meta first, before any reply
             self.clients.add(client)
             pump = asyncio.ensure_future(client.pump(send))
             # Lines from the client are the WebSocket messages (control, subscribe, ping); reading also
@@ -224,12 +230,16 @@ class Service:
                     await send(reply)
         except Exception:  # resets, timeouts, a client gone mid-write: its business, not the service's
             pass
+        except asyncio.CancelledError:
+            # Shutdown: end quietly (asyncio 3.11 prints a traceback for a cancelled connection handler).
+            pass
         finally:
             if client is not None:
                 self.clients.discard(client)
             if pump is not None:
                 _reap(pump)
             self._writers.discard(writer)
+            self._handlers.discard(asyncio.current_task())
             writer.close()
 
     async def _tcp_token(self, reader: asyncio.StreamReader):
@@ -280,7 +290,8 @@ class Service:
                 servers.append(await serve(self._ws_handler, host, port, origins=self.origins,
                                            process_request=self._ws_request,
                                            max_size=protocol.MAX_CLIENT_MESSAGE, compression=None,
-                                           write_limit=WRITE_LIMIT, ping_interval=20, ping_timeout=20))
+                                           write_limit=WRITE_LIMIT, ping_interval=20, ping_timeout=20,
+                                           close_timeout=1.0))  # a stalled client must not hold up shutdown
             if tcp_port is not None:
                 servers.append(await asyncio.start_server(self._tcp_handler, host, tcp_port,
                                                           limit=protocol.MAX_CLIENT_MESSAGE))
@@ -328,6 +339,8 @@ class Service:
                     pass
             for w in list(self._writers):  # a stalled one never takes its last bytes: hang up on it
                 w.transport.abort()
+            if self._handlers:
+                await asyncio.wait(list(self._handlers), timeout=1.0)
             self.engine.unsubscribe(self.on_frame)
 
 
@@ -339,7 +352,7 @@ def parse_hostport(text: str) -> tuple[str, int]:
         raise ParameterError(f"--odas wants HOST:PORT, got {text!r}") from None
     if not host or not 0 < p < 65535:
         raise ParameterError(f"--odas wants HOST:PORT, got {text!r}")
-    return host, p
+    return host.removeprefix("[").removesuffix("]"), p  # [::1]:9000
 
 
 def cmd_serve(args) -> int:

@@ -76,7 +76,6 @@ class ArraySource(AudioSource):
         self.loop = bool(loop)
         self.chunk = int(chunk or max(1, self.fs // 100))  # 10 ms, like a sound card's period
         self.description = description
-        self.consumer_position = 0  # set by the engine; fast mode never laps it
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,9 +113,11 @@ class ArraySource(AudioSource):
                 if delay > 0 and self._stop.wait(delay):
                     break
             else:
-                # As fast as possible, but stay within half a ring of the consumer, which the engine
-                # treats as keeping up (further behind, it would skip ahead and count an overrun).
-                while ring.written + m - self.consumer_position > ring.capacity // 2:
+                # As fast as possible, but stay within half a ring of the slowest reader (the engine
+                # treats that as keeping up; further behind, it would skip ahead), so that neither
+                # the analysis nor a raw recording loses a sample.
+                while ring.written + m - min((r.position for r in ring.readers), default=ring.written) \
+                        > ring.capacity // 2:
                     if self._stop.wait(0.001):
                         return
             ring.write(self.audio[pos:pos + m])

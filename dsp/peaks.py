@@ -19,7 +19,9 @@ class Peak:
     index: int         # grid index of the peak
 
     def as_dict(self) -> dict:
-        return {"azimuth": round(self.azimuth, 2), "elevation": round(self.elevation, 2), "power": round(self.power, 4)}
+        # Wrap after rounding: 359.996 must not go out as 360.0, outside [0, 360).
+        return {"azimuth": round(self.azimuth, 2) % 360.0, "elevation": round(self.elevation, 2),
+                "power": round(self.power, 4)}
 
 
 @njit("boolean[::1](float32[::1], boolean)", cache=True, nogil=True)

@@ -53,6 +53,10 @@ class TrackState:
                 "activity": round(self.activity, 3)}
 
 
+# Time constant (s) of the velocity's decay while a track receives no peak.
+_COAST_TAU_S = 1.0
+
+
 class _Track:
     """Mutable filter state of one track (internal). Position p and velocity v are (3,) arrays;
     P is the (2, 2) covariance of (position, velocity), shared by the three axes, which the model
@@ -223,6 +227,10 @@ class Tracker:
 
         for tr in self._tracks:
             if dt > 0:
+                if not tr.hit:
+                    # Unheard, a talker is more likely standing still than walking on: let the
+                    # velocity fade while coasting, or a pause makes the track drift away.
+                    tr.v *= math.exp(-dt / _COAST_TAU_S)
                 tr.predict(dt, q)
                 tr.constrain(p["planar"])
             tr.hit = False
