@@ -456,14 +456,16 @@ def serve_bench(quick: bool, out: dict, *, speed: float = 1.0, counts=(0, 10, 10
 
 
 def cmd_bench(args) -> int:
+    """One part per flag (--live, --serve, --dnn, --position); without any, speed and accuracy."""
     out: dict = {}
-    if getattr(args, "dnn", False):
-        dnn_bench(args.quick, out, args.scenes)
-    elif args.live:
-        live(args.quick, out)
-    if getattr(args, "serve", False):
-        serve_bench(args.quick, out)
-    if not (args.live or getattr(args, "serve", False)):
+    parts = {"live": lambda: live(args.quick, out),
+             "serve": lambda: serve_bench(args.quick, out),
+             "dnn": lambda: dnn_bench(args.quick, out, args.scenes),
+             "position": lambda: position_bench(args.quick, out, n_scenes=args.scenes)}
+    chosen = [name for name in parts if getattr(args, name, False)]
+    for name in chosen:
+        parts[name]()
+    if not chosen:
         if not args.accuracy_only:
             speed(args.quick, out)
             locate_file(args.quick, out)
@@ -478,6 +480,39 @@ def cmd_bench(args) -> int:
 DNN_PROFILES = ("respeaker_usb_v2", "minidsp_uma8")
 DNN_RIVALS = ("srp-phat", "srp-dpd", "normmusic")
 
+# Per-block time of each method on one core, in a child process: BLAS and torch pools limited to
+# one thread (a spinning two-thread BLAS on a busy machine inflates small matrix products 10-100x).
+_ONE_CORE_TIMES = r"""
+import json, os, sys
+os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+import numpy as np, torch
+torch.set_num_threads(1)
+from doascope.app.bench import BAND, FRAMES, _median_time
+from doascope.app.commands import default_nfft
+from doascope.app.scenes import random_scene
+from doascope.dsp import circle_grid, find_peaks, make_estimator, stft
+from doascope.hardware_profiles import load_profile
+prof = load_profile(sys.argv[1])
+fs, reps = prof.sample_rate, int(sys.argv[2])
+nfft = default_nfft(fs)
+grid = circle_grid(1.0)
+audio = random_scene(prof.positions, fs, np.random.default_rng([7919, 0, 0]), n_sources=2, duration=2.0).audio
+X = np.ascontiguousarray(stft(audio, nfft=nfft, hop=nfft // 2)[:, :, :FRAMES])
+out = {}
+for m in sys.argv[3:]:
+    est = make_estimator(m, prof.positions, fs=fs, nfft=nfft, grid=grid, band=BAND, n_sources=2)
+    out[m] = _median_time(lambda: find_peaks(est.spectrum(X), grid, 2), reps)
+print(json.dumps(out))
+"""
+
+
+def _one_core_block_times(pid: str, quick: bool) -> dict:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               NUMBA_NUM_THREADS="1")
+    res = subprocess.run([sys.executable, "-c", _ONE_CORE_TIMES, pid, str(20 if quick else 200), "dnn", *DNN_RIVALS],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
 
 def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=DNN_PROFILES) -> None:
     """The shipped DNN weights against the classical methods on reverberant rooms it never saw.
@@ -485,7 +520,7 @@ def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=DNN_
     Scenes come from random_scene with seeds of their own ([7919, sources, i]; training draws
     [seed, i]), at each profile's own rate; scoring is accuracy()'s: blocks where every source is
     active, 1 source within 10 degrees, recall at 15 degrees for 2 and 3. Inference time is one
-    block's spectrum + peaks on one torch thread.
+    block's spectrum + peaks on one core (a child process with one-thread BLAS and torch).
     """
     import torch
 
@@ -525,13 +560,7 @@ def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=DNN_
                             scores.setdefault((n_src, m, a), []).append(val)
                             if n_src == 1:
                                 scores.setdefault((rt_bin, m, a), []).append(val)
-        # Inference cost of one block, network included, on one thread.
-        X = stft(random_scene(pos, fs, np.random.default_rng([7919, 0, 0]), n_sources=2).audio[: 2 * fs],
-                 nfft=nfft, hop=hop)[:, :, :FRAMES].copy()
-        times = {}
-        for m in ("dnn",) + DNN_RIVALS:
-            est = make_estimator(m, pos, fs=fs, nfft=nfft, grid=grid, band=BAND, n_sources=2)
-            times[m] = _median_time(lambda: find_peaks(est.spectrum(X), grid, 2), 20 if quick else 100)
+        times = _one_core_block_times(pid, quick)
         table = _table(f"DNN vs classical, {pid} ({prof.n_mics} mics, {fs} Hz, nfft {nfft}); {n_scenes} unseen "
                        "rooms per source count, RT60 0.2-0.9 s, SNR 0-25 dB; blocks where every source is active",
                        ["method", "smoothing", "1 src: <=10 deg", "2 src: recall@15", "3 src: recall@15"]

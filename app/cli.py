@@ -39,6 +39,10 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                         "blocks on average (default 0.5)")
     p.add_argument("--min-separation", type=float, default=20.0, metavar="DEG", help="minimum angle between reported sources")
     p.add_argument("--weights", default=None, help="network weights for --method dnn")
+    p.add_argument("--mode", choices=["doa", "position"], default="doa",
+                   help="doa: directions (default); position: x, y, z in the room for profiles with a 'room'")
+    p.add_argument("--search", choices=["coarse-to-fine", "src", "grid", "triangulation"], default=None,
+                   help="position mode: global search (default coarse-to-fine); triangulation needs [[groups]]")
 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
@@ -123,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live", action="store_true", help="the live engine: real-time factor, latency, a 10x soak")
     p.add_argument("--serve", action="store_true",
                    help="the network service: frames delivered and CPU with 0, 10 and 100 WebSocket clients")
+    p.add_argument("--position", action="store_true", help="position mode: error and cost of each room search")
+    p.add_argument("--dnn", action="store_true", help="the DNN estimator against the classical methods")
     p.add_argument("--speed-only", action="store_true", help="skip the accuracy part")
     p.add_argument("--accuracy-only", action="store_true", help="skip the speed part")
     p.add_argument("--scenes", type=int, default=None, help="scenes per source count in the accuracy part")

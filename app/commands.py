@@ -23,7 +23,8 @@ def analysis_config(args):
 
     return AnalysisConfig(method=args.method, n_sources=args.sources, band=tuple(args.band), nfft=args.nfft,
                           hop=args.hop, frames_per_block=args.block, grid=args.grid, resolution=args.resolution,
-                          smoothing=args.smoothing, min_separation=args.min_separation, weights=args.weights)
+                          smoothing=args.smoothing, min_separation=args.min_separation, weights=args.weights,
+                          mode=getattr(args, "mode", "doa"), search=getattr(args, "search", None))
 
 
 def build_localizer(args, profile: Profile):
@@ -35,6 +36,7 @@ def build_localizer(args, profile: Profile):
 
 def cmd_profiles(args) -> int:
     profiles = list_profiles()
+    rooms = [p for p in list_profiles(rooms=True) if p.room is not None]
     if args.json:
         for p in profiles:
             print(json.dumps({"id": p.id, "name": p.name, "sample_rate": p.sample_rate, "channels": p.channels,
@@ -51,7 +53,17 @@ def cmd_profiles(args) -> int:
     for p in profiles:
         table.add_row(p.id, p.name, f"{p.sample_rate}", f"{p.channels}", f"{p.n_mics}", p.geometry,
                       f"{p.aperture * 100:.1f} cm", p.device_match or "")
-    Console(width=max(Console().width, 120)).print(table)
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    if rooms:
+        table = Table(title="Distributed microphones in a room (use with locate --mode position)")
+        for col in ("id", "name", "rate", "ch", "mics", "arrays", "room"):
+            table.add_column(col, no_wrap=col == "id")
+        for p in rooms:
+            size = " x ".join(f"{hi - lo:g}" for lo, hi in p.room)
+            table.add_row(p.id, p.name, f"{p.sample_rate}", f"{p.channels}", f"{p.n_mics}",
+                          f"{len(p.groups)}" if p.groups else "-", f"{size} m")
+        console.print(table)
     return 0
 
 
@@ -77,6 +89,8 @@ def cmd_locate(args) -> int:
     from doascope.app.audio import read_recording
 
     profile = load_profile(args.profile)
+    if getattr(args, "mode", "doa") == "position":
+        return _locate_positions(args, profile)
     localizer = build_localizer(args, profile)
     audio, fs = read_recording(args.file, profile)
     if audio.shape[0] < localizer.block_samples:
@@ -101,4 +115,66 @@ def cmd_locate(args) -> int:
         azimuth_plot(track, args.plot, title=f"{args.file} - {profile.name} - {args.method}",
                      duration=audio.shape[0] / fs)
         print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+# --- position mode (distributed microphones) -----------------------------------------------------------
+
+def position_defaults(fs: int) -> dict:
+    """Analysis defaults for position mode. Distributed mics are metres apart: inter-mic delays of up
+    to ~20 ms need frames of ~128 ms (2048 at 16 kHz) for the PHAT cross-spectra to stay coherent,
+    and blocks of two frames with smoothing 0.7 give an estimate every 128 ms."""
+    return {"nfft": 4 * default_nfft(fs), "frames_per_block": 2, "smoothing": 0.7, "band": (200.0, min(7000.0, 0.45 * fs))}
+
+
+def build_position_localizer(args, profile: Profile, *, step: int | None = None):
+    """The PositionLocalizer the analysis options describe for a profile with a ``room``."""
+    from doascope.dsp.position import PositionLocalizer
+
+    if profile.room is None:
+        raise ParameterError(f"profile {profile.id} has no 'room': position mode needs distributed microphones "
+                             "in a room frame and the search volume room = [[xmin, xmax], [ymin, ymax], [zmin, zmax]]")
+    opts = position_defaults(profile.sample_rate)
+    # The shared analysis options keep their DOA defaults in the parser; only values a user changed
+    # override the position-mode defaults.
+    if getattr(args, "nfft", None):
+        opts["nfft"] = args.nfft
+    if getattr(args, "block", 8) != 8:
+        opts["frames_per_block"] = args.block
+    if getattr(args, "smoothing", 0.5) != 0.5:
+        opts["smoothing"] = args.smoothing
+    if tuple(getattr(args, "band", (300.0, 3500.0))) != (300.0, 3500.0):
+        opts["band"] = tuple(args.band)
+    search = getattr(args, "search", None) or "coarse-to-fine"
+    return PositionLocalizer(profile.positions, room=profile.room, fs=profile.sample_rate,
+                             hop=getattr(args, "hop", None), search=search, groups=profile.groups,
+                             n_sources=args.sources, step=step, **opts)
+
+
+def position_record(result) -> dict:
+    """The `locate --mode position` record of one block: positions in the room frame, metres."""
+    return {"t": round(result.t, 4), "sources": [s.as_dict() for s in result.sources]}
+
+
+def _locate_positions(args, profile: Profile) -> int:
+    from doascope.app.audio import read_recording
+
+    localizer = build_position_localizer(args, profile)
+    audio, fs = read_recording(args.file, profile)
+    if audio.shape[0] < localizer.block_samples:
+        raise ParameterError(f"{args.file} is shorter ({audio.shape[0] / fs:.3f} s) than one analysis block "
+                             f"({localizer.block_samples / fs:.3f} s)")
+    with _open_output(args.output) as out:
+        if args.format == "csv":
+            out.write("t,rank,x,y,z,power\n")
+        for res in localizer.locate(audio, fs):
+            if args.format == "jsonl":
+                out.write(json.dumps(position_record(res)) + "\n")
+            else:
+                if not res.sources:
+                    out.write(f"{res.t:.4f},,,,,\n")
+                for rank, s in enumerate(res.sources):
+                    out.write(f"{res.t:.4f},{rank},{s.x:.3f},{s.y:.3f},{s.z:.3f},{s.power:.4f}\n")
+    if getattr(args, "plot", None):
+        print("doascope: --plot draws azimuths; it is ignored in position mode", file=sys.stderr)
     return 0

@@ -40,6 +40,8 @@ class AnalysisConfig:
     min_separation: float = 20.0
     weights: str | None = None
     tracker: dict = field(default_factory=dict)
+    mode: str = "doa"             # "position": x, y, z in the room (profiles with a room)
+    search: str | None = None     # position mode's global search
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,10 +52,10 @@ class DoaFrame:
     t: float                  # centre of the analysis window, seconds from stream start
     wall: float               # time.time() when published
     method: str
-    spectrum: np.ndarray      # (points,) float32 over ``grid``
-    grid: object              # doascope.dsp.Grid
-    peaks: tuple              # doascope.dsp.Peak, strongest first (empty when inactive)
-    tracks: tuple             # doascope.dsp.tracker.TrackState, confirmed, by id
+    spectrum: np.ndarray      # (points,) float32 over ``grid``; position mode: (nx, ny) room map
+    grid: object              # doascope.dsp.Grid; position mode: (x centres, y centres) of the map
+    peaks: tuple              # doascope.dsp.Peak (position mode: SourcePosition), strongest first
+    tracks: tuple             # TrackState (position mode: PositionTrackState), confirmed, by id
     active: bool
     rms: np.ndarray           # (mics,) RMS of the newest hop, linear full scale
     peak_level: np.ndarray    # (mics,) max |sample| of the newest hop
@@ -64,6 +66,7 @@ class DoaFrame:
     latency: float            # capture of the window's last sample -> publish, seconds
     rtf: float                # CPU time of the analysis / audio time, smoothed
     status: str | None = None
+    mode: str = "doa"
 
     def record(self) -> dict:
         """The JSON object written per frame by `run --output`."""
@@ -74,14 +77,29 @@ class DoaFrame:
 
 Subscriber = Callable[[DoaFrame], None]
 
+# Position mode's top-down response map (the frame's "spectrum"), metres: 0.2 m costs ~3 ms a
+# frame in a 6 x 5 m room, 0.1 m twenty times more.
+ROOM_MAP_SPACING = 0.2
+
 
 def build_localizer(cfg: AnalysisConfig, profile: Profile, fs: int, *, step: int | None = None):
-    """The Localizer ``cfg`` describes for ``profile`` at ``fs`` (one frame every ``step`` samples)."""
+    """The Localizer (or, in position mode, PositionLocalizer) ``cfg`` describes for ``profile``
+    at ``fs``, producing one frame every ``step`` samples."""
     from doascope.app.commands import default_nfft
     from doascope.dsp import Localizer, default_grid, make_estimator
 
     if cfg.n_sources < 1:
         raise ParameterError(f"the number of sources must be at least 1, got {cfg.n_sources}")
+    if cfg.mode == "position":
+        from types import SimpleNamespace
+
+        from doascope.app.commands import build_position_localizer
+
+        args = SimpleNamespace(nfft=cfg.nfft, hop=cfg.hop, block=cfg.frames_per_block, smoothing=cfg.smoothing,
+                               band=cfg.band, search=cfg.search, sources=cfg.n_sources)
+        return build_position_localizer(args, profile, step=step)
+    if cfg.mode != "doa":
+        raise ParameterError(f"mode must be 'doa' or 'position', got {cfg.mode!r}")
     nfft = cfg.nfft or default_nfft(fs)
     hop = cfg.hop or nfft // 2
     grid = default_grid(profile.positions, kind=cfg.grid, resolution=cfg.resolution)
@@ -110,9 +128,10 @@ class Engine:
         self.source = source
         self.profile = profile
         self.fs = source.fs
-        from doascope.app.commands import default_nfft
+        from doascope.app.commands import default_nfft, position_defaults
 
-        nfft = config.nfft or default_nfft(self.fs)
+        nfft = config.nfft or (position_defaults(self.fs)["nfft"] if config.mode == "position"
+                               else default_nfft(self.fs))
         hop = config.hop or nfft // 2
         if step_hops is None:
             step_hops = max(1, round(0.032 * self.fs / hop))
@@ -139,12 +158,15 @@ class Engine:
     # -- set-up ---------------------------------------------------------------------------------
 
     def _build(self, cfg: AnalysisConfig) -> None:
-        from doascope.dsp.tracker import Tracker
+        from doascope.dsp.tracker import PositionTracker, Tracker
 
         self.localizer = build_localizer(cfg, self.profile, self.fs, step=self.step)
         self.nfft, self.hop = self.localizer.nfft, self.localizer.hop
         self.window = self.localizer.block_samples
-        self.tracker = Tracker(planar=self.localizer.estimator.grid.kind == "circle", **cfg.tracker)
+        if cfg.mode == "position":
+            self.tracker = PositionTracker(**cfg.tracker)
+        else:
+            self.tracker = Tracker(planar=self.localizer.estimator.grid.kind == "circle", **cfg.tracker)
         self.config = cfg
 
     def configure(self, **changes) -> AnalysisConfig:
@@ -152,7 +174,7 @@ class Engine:
         tracker) while running; applied before the next frame. Invalid values raise here, at once."""
         from dataclasses import replace
 
-        fixed = {"nfft", "hop", "frames_per_block"} & set(changes)
+        fixed = {"nfft", "hop", "frames_per_block", "mode"} & set(changes)
         unknown = set(changes) - set(AnalysisConfig.__dataclass_fields__)
         if fixed or unknown:
             raise ParameterError(f"cannot change {', '.join(sorted(fixed | unknown))} while running")
@@ -251,7 +273,13 @@ class Engine:
             mics = raw[:, list(src.mic_map)] if src.mic_map != tuple(range(ring.channels)) else raw
             X = stft(mics, nfft=self.nfft, hop=self.hop)
             res = self.localizer.process(X, pos, self.fs)
-            tracks = self.tracker.update(res.t, res.peaks, res.active)
+            if self.config.mode == "position":
+                peaks = res.sources
+                spectrum, xs, ys = self.localizer.srp.response_map(spacing=ROOM_MAP_SPACING)
+                grid = (xs, ys)
+            else:
+                peaks, spectrum, grid = res.peaks, res.spectrum, self.localizer.estimator.grid
+            tracks = self.tracker.update(res.t, peaks, res.active)
             newest = mics[-self.step:] if self.step <= len(mics) else mics
             peak = np.abs(newest).max(axis=0)
             rms = np.sqrt(np.mean(np.square(newest, dtype=np.float64), axis=0)).astype(np.float32)
@@ -264,12 +292,10 @@ class Engine:
             self._rtf = 0.95 * self._rtf + 0.05 * load if self.frames else load
             latency = time.monotonic() - ring.capture_time(need, self.fs)
             self.latencies.append(latency)
-            spectrum = res.spectrum
             spectrum.setflags(write=False)
-            frame = DoaFrame(self.frames, res.t, time.time(), self.config.method, spectrum,
-                             self.localizer.estimator.grid, res.peaks, tracks, res.active, _ro(rms), _ro(peak),
-                             _ro(peak >= 0.999), self.overruns, src.xruns, busy, latency, self._rtf,
-                             status or src.error)
+            frame = DoaFrame(self.frames, res.t, time.time(), self.config.method, spectrum, grid, tuple(peaks),
+                             tracks, res.active, _ro(rms), _ro(peak), _ro(peak >= 0.999), self.overruns,
+                             src.xruns, busy, latency, self._rtf, status or src.error, self.config.mode)
             self.frames += 1
             self._deliver(frame)
             pos += self.step

@@ -21,36 +21,43 @@ from doascope import ParameterError
 VERSION = 1
 AXES = "array frame, metres: x forward, y left, z up; azimuth degrees counter-clockwise from +x in [0, 360); " \
        "elevation degrees above the x-y plane"
+ROOM_AXES = "room frame, metres: x, y along the floor from a corner, z up; tracks and peaks are positions"
 MAX_CLIENT_MESSAGE = 64 * 1024  # bytes; control messages are tiny
 ODAS_SLOTS = 4                  # ODAS sends a fixed number of source slots per message
 
 
 def meta(engine, profile, cfg=None) -> dict:
     """The first message on a connection; ``cfg`` overrides the engine's settings (just changed)."""
-    grid = engine.localizer.estimator.grid
     cfg = cfg or engine.config
+    if cfg.mode == "position":
+        # Positions in the room frame: tracks and peaks carry x, y, z in metres, and the spectrum
+        # (on request) is the top-down response map over the room.
+        room = np.asarray(profile.room, float)
+        from doascope.app.engine import ROOM_MAP_SPACING as step
+
+        nx, ny = (int(round((hi - lo) / step)) for lo, hi in room[:2])
+        grid = {"kind": "room", "points": nx * ny, "resolution": step, "room": room.tolist(),
+                "description": f"room map {nx} x {ny} at {step:g} m, search: {cfg.search or 'coarse-to-fine'}"}
+        axes = ROOM_AXES
+    else:
+        g = engine.localizer.estimator.grid
+        grid = {"kind": g.kind, "points": len(g), "resolution": g.resolution, "description": g.describe()}
+        axes = AXES
     return {"v": VERSION, "type": "meta", "profile": profile.id, "name": profile.name, "fs": engine.fs,
-            "nfft": engine.nfft, "hop": engine.hop, "step": engine.step, "method": cfg.method,
+            "nfft": engine.nfft, "hop": engine.hop, "step": engine.step, "method": cfg.method, "mode": cfg.mode,
             "sources": cfg.n_sources, "band": list(cfg.band), "smoothing": cfg.smoothing,
-            "mics": np.round(profile.positions, 5).tolist(), "axes": AXES,
-            "grid": {"kind": grid.kind, "points": len(grid), "resolution": grid.resolution,
-                     "description": grid.describe()}}
+            "mics": np.round(profile.positions, 5).tolist(), "axes": axes, "grid": grid}
 
 
 def doa(frame, *, spectrum: bool = False) -> dict:
     msg = {"v": VERSION, "type": "doa", "seq": frame.seq, "t": round(frame.t, 4), "wall": round(frame.wall, 3),
            "xruns": frame.xruns, "overruns": frame.overruns, "method": frame.method,
-           "tracks": [tr.as_dict() for tr in frame.tracks], "peaks": [_peak(p) for p in frame.peaks]}
+           "tracks": [tr.as_dict() for tr in frame.tracks], "peaks": [p.as_dict() for p in frame.peaks]}
     if frame.status:
         msg["status"] = frame.status
     if spectrum:
         msg["spectrum"] = encode_spectrum(frame.spectrum)
     return msg
-
-
-def _peak(p) -> dict:
-    # A refined peak at 359.996 degrees rounds to 360.0, outside [0, 360): wrap after rounding.
-    return {**p.as_dict(), "azimuth": round(p.azimuth, 2) % 360.0}
 
 
 def encode_spectrum(s: np.ndarray) -> dict:
@@ -80,7 +87,8 @@ def odas_ssl(frame) -> dict:
 
     src = []
     for p in frame.peaks[:ODAS_SLOTS]:
-        x, y, z = unit_vectors(p.azimuth, p.elevation)
+        # ODAS sends unit vectors; in position mode doascope's x, y, z are metres in the room.
+        x, y, z = (p.x, p.y, p.z) if frame.mode == "position" else unit_vectors(p.azimuth, p.elevation)
         src.append({"x": round(float(x), 3), "y": round(float(y), 3), "z": round(float(z), 3),
                     "E": round(max(0.0, min(1.0, p.power)), 3)})
     src += [{"x": 0.0, "y": 0.0, "z": 0.0, "E": 0.0}] * (ODAS_SLOTS - len(src))

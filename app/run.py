@@ -52,10 +52,17 @@ class TerminalView:
                     f"overruns {f.overruns}")
         if f.status:
             head.append(f"\n{f.status}", style="bold red")
-        tracks = Table("id", "azimuth", "elevation", "activity", "age (s)", title="tracks", title_justify="left")
-        for tr in f.tracks:
-            tracks.add_row(str(tr.id), f"{tr.azimuth:6.1f}", f"{tr.elevation:5.1f}", _bar(tr.activity, 10),
-                           f"{tr.age:5.1f}")
+        if f.mode == "position":
+            tracks = Table("id", "x (m)", "y (m)", "z (m)", "activity", "age (s)", title="tracks",
+                           title_justify="left")
+            for tr in f.tracks:
+                tracks.add_row(str(tr.id), f"{tr.x:5.2f}", f"{tr.y:5.2f}", f"{tr.z:5.2f}", _bar(tr.activity, 10),
+                               f"{tr.age:5.1f}")
+        else:
+            tracks = Table("id", "azimuth", "elevation", "activity", "age (s)", title="tracks", title_justify="left")
+            for tr in f.tracks:
+                tracks.add_row(str(tr.id), f"{tr.azimuth:6.1f}", f"{tr.elevation:5.1f}", _bar(tr.activity, 10),
+                               f"{tr.age:5.1f}")
         levels = Table("mic", "level (dBFS)", "", title="levels", title_justify="left")
         for i, (r, c) in enumerate(zip(f.rms, f.clipping, strict=True)):
             db = 20 * np.log10(max(float(r), 1e-9))

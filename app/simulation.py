@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from doascope import ParameterError
-from doascope.app.scenes import Scene, SourceSpec, simulate_scene
+from doascope.app.scenes import SourceSpec, simulate_room, simulate_scene
 
 
 @dataclass(frozen=True)
@@ -63,18 +63,36 @@ class Rendered:
     preset: Preset
     audio: np.ndarray
     fs: int
-    renders: tuple[Scene, ...]   # one per segment (the first holds the per-source dry signals)
+    renders: tuple       # one Scene (or RoomRecording) per segment
+    room: np.ndarray | None = None   # (3, 2) for distributed microphones: the preset is laid out in it
 
     def azimuths(self, t: float) -> list[float]:
         return [p.azimuth(t) for p in self.preset.paths]
 
+    def positions(self, t: float) -> np.ndarray:
+        """(sources, 3) room positions in metres at time t (distributed-microphone profiles)."""
+        return np.array([_room_point(self.room, p, t) for p in self.preset.paths])
+
     def active(self, start: int, stop: int) -> np.ndarray:
         """Which sources are active in samples [start, stop) (see Scene.active)."""
+        if self.room is not None:
+            return self.renders[0].on[start:stop].any(axis=0)
         return self.renders[0].active(start, stop)
 
 
-def render_preset(name: str, positions, fs: int, *, seed: int = 0) -> Rendered:
-    """Render the preset ``name`` (see :data:`PRESETS`) for mics at ``positions`` (mics, 3) m."""
+def _room_point(room: np.ndarray, path: Path, t: float) -> np.ndarray:
+    """Where a preset's source stands in a room: its azimuth around the room's centre, at its
+    distance (kept 0.5 m from the walls), at standing-talker height."""
+    centre = room.mean(axis=1)
+    a = np.radians(path.azimuth(t))
+    reach = min(path.distance, *(0.5 * (room[:2, 1] - room[:2, 0]) - 0.5))
+    return np.array([centre[0] + reach * np.cos(a), centre[1] + reach * np.sin(a),
+                     min(1.6, room[2, 1] - 0.5)])
+
+
+def render_preset(name: str, positions, fs: int, *, seed: int = 0, room=None) -> Rendered:
+    """Render the preset ``name`` (see :data:`PRESETS`) for mics at ``positions`` (mics, 3) m:
+    around a compact array, or, given ``room`` (3, 2), in that room with the mics where they are."""
     try:
         preset = PRESETS[name]
     except KeyError:
@@ -82,8 +100,15 @@ def render_preset(name: str, positions, fs: int, *, seed: int = 0) -> Rendered:
     moving = any(len(p.times) > 1 for p in preset.paths)
     n_seg = int(np.ceil(preset.duration / preset.segment)) if moving else 1
     renders = []
+    room = None if room is None else np.asarray(room, float)
     for k in range(n_seg):
         t_mid = (k + 0.5) * preset.segment if moving else 0.0
+        if room is not None:
+            pts = [_room_point(room, p, t_mid) for p in preset.paths]
+            kinds = ["speech" if p.kind == "speech" else p.kind for p in preset.paths]
+            renders.append(simulate_room(positions, fs, pts, room_dim=tuple(room[:, 1]), duration=preset.duration,
+                                         rt60=preset.rt60, snr_db=preset.snr_db, kinds=kinds, seed=seed))
+            continue
         specs = [SourceSpec(azimuth=p.azimuth(t_mid), elevation=p.elevation, distance=p.distance, kind=p.kind,
                             start=p.start, stop=p.stop) for p in preset.paths]
         renders.append(simulate_scene(positions, fs, specs, duration=preset.duration, rt60=preset.rt60,
@@ -92,7 +117,7 @@ def render_preset(name: str, positions, fs: int, *, seed: int = 0) -> Rendered:
         audio = renders[0].audio
     else:
         audio = _crossfade([r.audio for r in renders], int(round(preset.segment * fs)), int(0.1 * fs))
-    return Rendered(name, preset, audio, fs, tuple(renders))
+    return Rendered(name, preset, audio, fs, tuple(renders), room)
 
 
 def _crossfade(renders: list[np.ndarray], seg: int, fade: int) -> np.ndarray:

@@ -19,6 +19,8 @@ _EXPORTS = {
     "ESTIMATORS": "estimators",
     "Estimator": "estimators",
     "GccPhat": "gcc",
+    "PositionLocalizer": "position",
+    "SpatialSrp": "position",
     "Grid": "grids",
     "Localizer": "localizer",
     "Peak": "peaks",

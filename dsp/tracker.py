@@ -354,3 +354,119 @@ class Tracker:
         x, y, z = (float(c) for c in tr.p)
         return TrackState(tr.id, float(az), 0.0 if self._params["planar"] else float(el), x, y, z,
                           float(tr.activity), t - tr.birth, tr.power)
+
+
+# --------------------------------------------------------------------------------------------------
+# Positions in a room (distributed microphones)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PositionTrackState:
+    """A tracked source position in the room frame, metres."""
+
+    id: int
+    x: float
+    y: float
+    z: float
+    activity: float
+    age: float
+    power: float
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "x": round(self.x, 3), "y": round(self.y, 3), "z": round(self.z, 3),
+                "activity": round(self.activity, 3)}
+
+
+class _PosTrack:
+    def __init__(self, t: float, p: np.ndarray, power: float):
+        self.p = p.astype(float).copy()
+        self.birth = self.last_hit = t
+        self.updates = self.hits = 1
+        self.hit = True
+        self.activity = 0.5
+        self.power = float(power)
+        self.id = 0
+
+
+class PositionTracker:
+    """Keeps stable ids for source positions: nearest-neighbour (Hungarian) association within
+    ``gate_m``, exponential smoothing of position with time constant ``position_tau``, and the same
+    birth, confirmation and death rules as :class:`Tracker`. Positions from an SRP search jitter by
+    a few centimetres and talkers move slowly, so no velocity model is needed.
+    """
+
+    def __init__(self, *, gate_m: float = 0.6, position_tau: float = 0.25, confirm_time: float = 0.3,
+                 confirm_ratio: float = 0.6, tentative_time: float = 0.6, death_time: float = 2.0,
+                 activity_tau: float = 0.3, max_tracks: int = 8, merge_m: float = 0.5):
+        for name, value in (("gate_m", gate_m), ("merge_m", merge_m), ("position_tau", position_tau), ("death_time", death_time),
+                            ("activity_tau", activity_tau), ("tentative_time", tentative_time)):
+            if not (math.isfinite(value) and value > 0):
+                raise ParameterError(f"{name} must be a positive number, got {value!r}")
+        if not 0 <= confirm_time <= tentative_time:
+            raise ParameterError("confirm_time must be between 0 and tentative_time seconds")
+        if not 0 < confirm_ratio <= 1:
+            raise ParameterError(f"confirm_ratio must be in (0, 1], got {confirm_ratio!r}")
+        self.gate_m, self.position_tau = float(gate_m), float(position_tau)
+        self.confirm_time, self.confirm_ratio = float(confirm_time), float(confirm_ratio)
+        self.tentative_time, self.death_time = float(tentative_time), float(death_time)
+        self.activity_tau, self.max_tracks = float(activity_tau), int(max_tracks)
+        self.merge_m = float(merge_m)
+        self.reset()
+
+    def reset(self) -> None:
+        self._tracks: list[_PosTrack] = []
+        self._t: float | None = None
+        self._next_id = 1
+
+    def update(self, t: float, sources: Sequence, active: bool = True) -> tuple[PositionTrackState, ...]:
+        """Advance to stream time ``t`` with this frame's positions (objects with x, y, z, power)."""
+        dt = 0.0 if self._t is None else max(0.0, t - self._t)
+        self._t = t
+        follow = 1 - math.exp(-dt / self.position_tau) if dt > 0 else 1.0
+        smooth = 1 - math.exp(-dt / self.activity_tau) if dt > 0 else 0.0
+        for tr in self._tracks:
+            tr.hit = False
+        if active and sources:
+            z = np.array([[s.x, s.y, s.z] for s in sources], float)
+            free = np.ones(len(z), bool)
+            if self._tracks:
+                cost = np.linalg.norm(np.array([tr.p for tr in self._tracks])[:, None] - z[None], axis=2)
+                rows, cols = linear_sum_assignment(cost)
+                for i, k in zip(rows, cols, strict=True):
+                    if cost[i, k] <= self.gate_m:
+                        tr = self._tracks[i]
+                        tr.hit, free[k] = True, False
+                        tr.p += (z[k] - tr.p) * max(follow, 0.2)
+                        tr.power += (sources[k].power - tr.power) * max(smooth, 0.2)
+            for k in np.nonzero(free)[0]:
+                if len(self._tracks) < self.max_tracks:
+                    self._tracks.append(_PosTrack(t, z[k], sources[k].power))
+        kept = []
+        for tr in self._tracks:
+            if tr.birth < t:
+                tr.updates += 1
+                tr.hits += tr.hit
+                tr.activity += (float(tr.hit) - tr.activity) * smooth
+            if tr.hit:
+                tr.last_hit = t
+            age, ratio = t - tr.birth, tr.hits / tr.updates
+            if not tr.id:
+                if tr.hit and age >= self.confirm_time and ratio >= self.confirm_ratio:
+                    tr.id, self._next_id = self._next_id, self._next_id + 1
+                elif age >= self.tentative_time:
+                    continue
+            elif t - tr.last_hit > self.death_time:
+                continue
+            kept.append(tr)
+        # Two tracks on one talker (a second peak from the same source's reflections): keep the older.
+        kept.sort(key=lambda tr: tr.birth)
+        self._tracks = [tr for i, tr in enumerate(kept)
+                        if all(np.linalg.norm(tr.p - o.p) > self.merge_m for o in kept[:i])]
+        return self.tracks
+
+    @property
+    def tracks(self) -> tuple[PositionTrackState, ...]:
+        t = self._t or 0.0
+        return tuple(PositionTrackState(tr.id, *map(float, tr.p), tr.activity, t - tr.birth, tr.power)
+                     for tr in sorted(self._tracks, key=lambda tr: tr.id) if tr.id)

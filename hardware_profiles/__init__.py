@@ -27,10 +27,11 @@ from doascope import ProfileError
 
 import tomllib
 
-__all__ = ["Profile", "load_profile", "list_profiles", "profile_from_dict", "match_device"]
+__all__ = ["MicGroup", "Profile", "load_profile", "list_profiles", "profile_from_dict", "match_device"]
 
 REQUIRED_KEYS = ("name", "sample_rate", "channels", "mic_channels", "positions")
-OPTIONAL_KEYS = ("device_match", "reference", "room")
+OPTIONAL_KEYS = ("device_match", "reference", "room", "groups")
+GROUP_KEYS = ("name", "position", "yaw", "mics")
 
 # Two microphones closer than this are almost surely a copy-paste error in the table (as in
 # ODAS's delta1010lt.cfg); real capsules are several millimetres across.
@@ -41,6 +42,44 @@ _MAX_COORD_M = 50.0
 # Singular values below this (metres) count as zero when deciding linear/planar/3-D: published
 # tables round to 0.1 mm at best, far above float noise, so a tight tolerance is safe.
 _RANK_TOL_M = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class MicGroup:
+    """One compact array among several in a room (a ``[[groups]]`` table of a profile).
+
+    Attributes
+    ----------
+    name : str
+        Label of the array ("north wall").
+    position : np.ndarray
+        (3,) float64 origin of the array's own frame in the room frame, metres.
+    yaw : float
+        Rotation of the array's frame about the vertical, degrees counter-clockwise: its +x axis
+        points at room azimuth ``yaw``.
+    offsets : np.ndarray
+        (mics, 3) float64 microphone positions in the array's own frame, metres.
+    indices : tuple of int
+        Which microphones of the profile (rows of ``Profile.positions``) belong to this array.
+    """
+
+    name: str
+    position: np.ndarray
+    yaw: float
+    offsets: np.ndarray
+    indices: tuple[int, ...]
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """(3, 3) rotation from the array's frame to the room frame."""
+        a = np.radians(self.yaw)
+        c, s = np.cos(a), np.sin(a)
+        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+    @property
+    def positions(self) -> np.ndarray:
+        """(mics, 3) microphone positions in the room frame, metres."""
+        return self.position + self.offsets @ self.rotation.T
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: array fields make field-wise == ambiguous
@@ -68,6 +107,9 @@ class Profile:
     room : np.ndarray or None
         (3, 2) float64 search volume ``[[xmin, xmax], [ymin, ymax], [zmin, zmax]]`` in metres for
         distributed microphones placed in a room frame; None for a compact array.
+    groups : tuple of MicGroup
+        For several compact arrays in one room: each array's placement and microphones (their
+        room-frame positions, in group order, make up `positions`); empty otherwise.
     path : str or None
         File the profile was read from.
     """
@@ -82,6 +124,7 @@ class Profile:
     reference: str | None = None
     room: np.ndarray | None = None
     path: str | None = None
+    groups: tuple[MicGroup, ...] = ()
 
     @property
     def n_mics(self) -> int:
@@ -180,7 +223,14 @@ def profile_from_dict(data: dict, *, source: str = "<dict>") -> Profile:
             hint = (f"did you mean '{close[0]}'?" if close
                     else "allowed keys are " + ", ".join(known))
             raise _fail(source, key, f"is not a profile key; {hint}")
-    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if "groups" in data:
+        if "positions" in data:
+            raise _fail(source, "groups", "cannot be given together with 'positions': the groups' "
+                        "microphones are the positions")
+        groups, group_positions = _groups(data["groups"], source)
+    else:
+        groups, group_positions = (), None
+    missing = [k for k in REQUIRED_KEYS if k not in data and not (k == "positions" and groups)]
     if missing:
         names = ", ".join(f"'{k}'" for k in missing)
         raise ProfileError(f"Hardware profile {source} lacks the required key(s) {names}.")
@@ -202,8 +252,14 @@ def profile_from_dict(data: dict, *, source: str = "<dict>") -> Profile:
     if dupes:
         raise _fail(source, "mic_channels", f"lists channel(s) {dupes} more than once")
 
-    positions = _number_table(data["positions"], None, 3, "positions",
-                              "a list of [x, y, z] positions in metres", source)
+    if groups:
+        positions = group_positions
+        if len(positions) != len(mic_channels):
+            raise _fail(source, "groups", f"hold {len(positions)} microphones but 'mic_channels' has "
+                        f"{len(mic_channels)}; they must match one to one, in group order")
+    else:
+        positions = _number_table(data["positions"], None, 3, "positions",
+                                  "a list of [x, y, z] positions in metres", source)
     if len(positions) != len(mic_channels):
         raise _fail(source, "positions", f"has {len(positions)} entries but 'mic_channels' has "
                     f"{len(mic_channels)}; they must match one to one")
@@ -231,11 +287,52 @@ def profile_from_dict(data: dict, *, source: str = "<dict>") -> Profile:
         if not (room[:, 0] < room[:, 1]).all():
             raise _fail(source, "room", "must give each axis as [min, max] with min < max")
         room.setflags(write=False)
+        outside = np.any((positions < room[:, 0] - 1e-9) | (positions > room[:, 1] + 1e-9), axis=1)
+        if outside.any():
+            key = "groups" if groups else "positions"
+            raise _fail(source, key, f"places microphone {int(np.argmax(outside))} (0-based) at "
+                        f"{positions[int(np.argmax(outside))].round(3).tolist()}, outside the 'room'")
 
     return Profile(id=source, name=name, sample_rate=sample_rate, channels=channels,
                    mic_channels=tuple(mic_channels), positions=positions,
                    device_match=data.get("device_match"), reference=data.get("reference"),
-                   room=room)
+                   room=room, groups=groups)
+
+
+def _groups(value, source: str) -> tuple[tuple[MicGroup, ...], np.ndarray]:
+    """Validate ``[[groups]]`` tables; returns the groups and their mics' room-frame positions."""
+    if not isinstance(value, list) or not value or not all(isinstance(g, dict) for g in value):
+        raise _fail(source, "groups", "must be one or more [[groups]] tables, each with 'position', "
+                    "'mics' and optionally 'name' and 'yaw'")
+    groups, start = [], 0
+    for n, g in enumerate(value):
+        key = f"groups[{n}]"
+        for k in g:
+            if k not in GROUP_KEYS:
+                close = difflib.get_close_matches(k, GROUP_KEYS, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "allowed keys are " + ", ".join(GROUP_KEYS)
+                raise _fail(source, f"{key}.{k}", f"is not a group key; {hint}")
+        for k in ("position", "mics"):
+            if k not in g:
+                raise _fail(source, key, f"lacks '{k}'")
+        name = g.get("name", f"array {n}")
+        if not isinstance(name, str) or not name.strip():
+            raise _fail(source, f"{key}.name", "must be a non-empty string")
+        yaw = g.get("yaw", 0.0)
+        if not _is_number(yaw) or not np.isfinite(yaw):
+            raise _fail(source, f"{key}.yaw", f"must be a number of degrees, not {yaw!r}")
+        position = _number_table([g["position"]], 1, 3, f"{key}.position",
+                                 "one [x, y, z] room position in metres", source)[0]
+        offsets = _number_table(g["mics"], None, 3, f"{key}.mics",
+                                "a list of [x, y, z] microphone offsets in metres, in the group's frame", source)
+        if len(offsets) < 2:
+            raise _fail(source, f"{key}.mics", "must give at least 2 microphones")
+        for arr in (position, offsets):
+            arr.setflags(write=False)
+        groups.append(MicGroup(name=name, position=position, yaw=float(yaw) % 360.0, offsets=offsets,
+                               indices=tuple(range(start, start + len(offsets)))))
+        start += len(offsets)
+    return tuple(groups), np.concatenate([g.positions for g in groups])
 
 
 def _read(path: Path, id: str) -> Profile:
@@ -288,9 +385,11 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
                        f"the shipped profiles: {', '.join(shipped)}.")
 
 
-def list_profiles() -> list[Profile]:
-    """All shipped profiles, sorted by id."""
-    return [_read(path, id=pid) for pid, path in _shipped().items()]
+def list_profiles(*, rooms: bool = False) -> list[Profile]:
+    """Shipped profiles, sorted by id: the compact arrays, and with ``rooms=True`` also the
+    distributed-microphone profiles (those with a ``room``, for position mode)."""
+    profiles = [_read(path, id=pid) for pid, path in _shipped().items()]
+    return [p for p in profiles if rooms or p.room is None]
 
 
 def match_device(device_name: str) -> Profile | None:

@@ -303,7 +303,7 @@ def test_wire_details():
     from doascope.dsp.peaks import Peak
 
     # A refined peak just below 360 degrees must not round to 360 on the wire.
-    assert protocol._peak(Peak(359.997, 0.0, 0.5, 359))["azimuth"] == 0.0
+    assert Peak(359.997, 0.0, 0.5, 359).as_dict()["azimuth"] == 0.0
     assert parse_hostport("127.0.0.1:9000") == ("127.0.0.1", 9000)
     assert parse_hostport("[::1]:9000") == ("::1", 9000)
     for bad in ("9000", "host:", "host:x", "host:70000"):

@@ -229,3 +229,63 @@ def set_dark_palette(app) -> None:
                          (QtGui.QPalette.HighlightedText, "#ffffff")):
         pal.setColor(role, QtGui.QColor(colour))
     app.setPalette(pal)
+
+
+class RoomMap(pg.PlotWidget):
+    """Top-down room map for distributed microphones: the steered-response map, the microphones,
+    tracked sources with their ids, and the current peaks (room frame, metres)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setAspectLocked(True)
+        self.setLabel("bottom", "x (m)")
+        self.setLabel("left", "y (m)")
+        self.setMouseEnabled(False, False)
+        self.image = pg.ImageItem(axisOrder="col-major")  # map[ix, iy]: x along the image's width
+        self.image.setLookupTable(pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256))
+        self.addItem(self.image)
+        self.outline = pg.PlotCurveItem(pen=pg.mkPen("#e8eaed", width=2))
+        self.addItem(self.outline)
+        self.mics = pg.ScatterPlotItem(symbol="t", size=12, brush=pg.mkBrush("#ffffff"), pen=pg.mkPen("#202124"))
+        self.addItem(self.mics)
+        self.peaks = pg.ScatterPlotItem(size=7, brush=pg.mkBrush(255, 255, 255, 160), pen=None)
+        self.addItem(self.peaks)
+        self.tracks = pg.ScatterPlotItem(size=18, pen=pg.mkPen("w", width=1.5))
+        self.addItem(self.tracks)
+        self._labels: list[pg.TextItem] = []
+        self._room = None
+
+    def set_room(self, room, mics) -> None:
+        room = np.asarray(room, float)
+        (x0, x1), (y0, y1) = room[0], room[1]
+        self.outline.setData([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
+        self.mics.setData(np.asarray(mics)[:, 0], np.asarray(mics)[:, 1])
+        self.setRange(xRange=(x0 - 0.3, x1 + 0.3), yRange=(y0 - 0.3, y1 + 0.3), padding=0)
+        self._room = room
+
+    def show_frame(self, frame) -> None:
+        m = np.asarray(frame.spectrum, float)
+        xs, ys = frame.grid
+        lo, hi = float(m.min()), float(m.max())
+        self.image.setImage((m - lo) / (hi - lo) if hi > lo else np.zeros_like(m), levels=(0.0, 1.0),
+                            autoLevels=False)
+        dx = float(xs[1] - xs[0]) if len(xs) > 1 else 0.1
+        dy = float(ys[1] - ys[0]) if len(ys) > 1 else 0.1
+        self.image.setRect(QtCore.QRectF(xs[0] - dx / 2, ys[0] - dy / 2, dx * len(xs), dy * len(ys)))
+        self.peaks.setData([p.x for p in frame.peaks], [p.y for p in frame.peaks])
+        self.tracks.setData([t.x for t in frame.tracks], [t.y for t in frame.tracks],
+                            brush=[_brush(track_colour(t.id)) for t in frame.tracks],
+                            data=[t.id for t in frame.tracks])
+        while len(self._labels) < len(frame.tracks):
+            item = pg.TextItem(anchor=(0.5, 1.4))
+            self.addItem(item)
+            self._labels.append(item)
+        for i, item in enumerate(self._labels):
+            if i < len(frame.tracks):
+                t = frame.tracks[i]
+                item.setText(f"#{t.id} ({t.x:.1f}, {t.y:.1f}, {t.z:.1f}) m")
+                item.setColor(track_colour(t.id))
+                item.setPos(t.x, t.y)
+                item.show()
+            else:
+                item.hide()

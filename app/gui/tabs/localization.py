@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 
 from doascope import DoascopeError
 from doascope.app.gui.tabs import Tab
-from doascope.app.gui.widgets import AzElMap, LevelMeters, PolarPlot, Waterfall
+from doascope.app.gui.widgets import AzElMap, LevelMeters, PolarPlot, RoomMap, Waterfall
 from doascope.app.simulation import PRESETS
 
 INPUTS = ("Simulated room", "File", "Device")
@@ -71,8 +71,8 @@ class LocalizationTab(Tab):
         dev_row.addWidget(refresh)
         form.addRow("Device", dev_row)
         self.profile = W.QComboBox()
-        for p in list_profiles():
-            self.profile.addItem(f"{p.id}", p.id)
+        for p in list_profiles(rooms=True):
+            self.profile.addItem(f"{p.id}" + (" (room: positions)" if p.room is not None else ""), p.id)
         self.profile.setCurrentIndex(max(0, self.profile.findData("respeaker_usb_v2")))
         form.addRow("Profile", self.profile)
         self.method = W.QComboBox()
@@ -122,6 +122,10 @@ class LocalizationTab(Tab):
         form.addRow(self.message)
 
         self.polar = PolarPlot()
+        self.room_map = RoomMap()
+        self.main_view = W.QStackedWidget()  # the polar plot, or the room map for distributed mics
+        self.main_view.addWidget(self.polar)
+        self.main_view.addWidget(self.room_map)
         self.waterfall = Waterfall()
         self.azel = AzElMap()
         self.levels = LevelMeters()
@@ -132,7 +136,7 @@ class LocalizationTab(Tab):
 
         right = W.QSplitter(QtCore.Qt.Vertical)
         top = W.QSplitter(QtCore.Qt.Horizontal)
-        top.addWidget(self.polar)
+        top.addWidget(self.main_view)
         self.plots_tabs = W.QTabWidget()
         self.plots_tabs.addTab(self.waterfall, "Azimuth over time")
         self.plots_tabs.addTab(self.azel, "Azimuth-elevation")
@@ -230,9 +234,11 @@ class LocalizationTab(Tab):
     def _tracker_params(self) -> dict:
         return {"gate_deg": self.gate.value(), "death_time": self.death.value()}
 
-    def _config(self):
+    def _config(self, profile):
         from doascope.app.engine import AnalysisConfig
 
+        if profile.room is not None:  # distributed microphones: positions in the room, own defaults
+            return AnalysisConfig(method=self.method.currentText(), n_sources=self.sources.value(), mode="position")
         return AnalysisConfig(method=self.method.currentText(), n_sources=self.sources.value(),
                               band=(float(self.fmin.value()), float(self.fmax.value())),
                               smoothing=self.smoothing.value(), tracker=self._tracker_params())
@@ -263,7 +269,9 @@ class LocalizationTab(Tab):
                 raise DoascopeError("choose a recording first (Open…)")
             profile = load_profile(self.profile.currentData())
             source = make_source(args, profile)
-            self.engine = Engine(source, profile, self._config())
+            self.engine = Engine(source, profile, self._config(profile))
+            if profile.room is not None:
+                self.room_map.set_room(profile.room, profile.positions)
             if self.record.isChecked():
                 folder = self.record_dir.text()
                 os.makedirs(folder, exist_ok=True)
@@ -329,6 +337,17 @@ class LocalizationTab(Tab):
                 self.stop()
             return
         self.last_seq = frame.seq
+        position = frame.mode == "position"
+        self.main_view.setCurrentIndex(1 if position else 0)
+        self.plots_tabs.setVisible(not position)
+        if position:
+            self.room_map.show_frame(frame)
+            self.levels.show_frame(frame)
+            self._fill_tracks(frame)
+            self.context.status(frame.status or f"{eng.source.description} | positions | t = {frame.t:6.1f} s | "
+                                f"RTF {frame.rtf:.3f} | overruns {frame.overruns} | xruns {frame.xruns}",
+                                error=bool(frame.status))
+            return
         self.polar.show_frame(frame)
         self.waterfall.push(frame)
         sphere = frame.grid.kind == "sphere"
@@ -345,9 +364,15 @@ class LocalizationTab(Tab):
     def _fill_tracks(self, frame) -> None:
         table = self.track_table
         table.setRowCount(len(frame.tracks))
+        position = frame.mode == "position"
+        table.setHorizontalHeaderLabels(["id", "x (m)", "y (m)", "z (m)", "activity", "age (s)"] if position
+                                        else ["id", "azimuth", "elevation", "activity", "age (s)"])
+        table.setColumnCount(6 if position else 5)
         for row, t in enumerate(frame.tracks):
-            for col, text in enumerate((str(t.id), f"{t.azimuth:.1f}", f"{t.elevation:.1f}", f"{t.activity:.2f}",
-                                        f"{t.age:.1f}")):
+            cells = ((str(t.id), f"{t.x:.2f}", f"{t.y:.2f}", f"{t.z:.2f}", f"{t.activity:.2f}", f"{t.age:.1f}")
+                     if position else
+                     (str(t.id), f"{t.azimuth:.1f}", f"{t.elevation:.1f}", f"{t.activity:.2f}", f"{t.age:.1f}"))
+            for col, text in enumerate(cells):
                 item = table.item(row, col)
                 if item is None:
                     item = QtWidgets.QTableWidgetItem()

@@ -1,0 +1,712 @@
+"""Where in the room: source positions from distributed microphones.
+
+Near-field SRP-PHAT. Pairwise GCC-PHAT (:class:`~doascope.dsp.gcc.GccPhat`) is computed once per
+block; the steered response at a point p is the mean over pairs of r_ij(tau_ij(p)) with the exact
+spherical-wave TDOA
+
+    tau_ij(p) = (|p - m_i| - |p - m_j|) / c,
+
+(the delay of mic i behind mic j, GccPhat's convention), read from the correlation by linear
+interpolation between lags, as :func:`~doascope.dsp.srp.srp_from_correlations` does for fixed
+grids. Here the TDOAs are computed inside the kernel for every point: a 5 cm grid of a 6 x 5 x 3 m
+room has 720 000 points, whose lag tables would take 40-80 MB, and the global searches draw new
+points every block.
+
+Global search. SRP-PHAT over space is a needle in a haystack: with a 3.5 kHz band its peak is a few
+centimetres wide, so a grid coarser than that misses it, and local ascent stalls on the many side
+maxima. Both searches here therefore score a *cell* (a cube of half-diagonal h around a point) by
+an upper bound on the response anywhere inside it: for each pair, the maximum of its correlation
+over the TDOAs the cell spans (tau_ij(p) +/- |u_i - u_j| h / c, with u the unit vectors from the
+mics, to first order), found in O(1) from a range-maximum table built once per block. At h = 0 the
+bound is the response itself. Cells whose bound is high are split, in the spirit of Cobos et al.'s
+volume-integrated SRP (2011) and of branch and bound:
+
+``grid``            the reference: the exact response on a regular grid (5 cm by default).
+``coarse-to-fine``  octree beam search: bound every cell of a coarse grid, keep the best ``beam``
+                    cells, split each into 8, repeat until the cells are ``tolerance`` small.
+``src``             stochastic region contraction (Do, Silverman & Yu 2007): random points in a
+                    box, keep the best, shrink the box to them, draw again; each point is scored
+                    by the bound over a cell of the current sampling spacing.
+
+Several sources: find the strongest, zero every pair's correlation around that position's TDOAs,
+search again.
+
+Triangulation. With several compact arrays in the room (profile ``groups``), each array's own
+far-field SRP-PHAT gives bearings; :func:`triangulate` intersects the bearing lines by least
+squares, choosing among the arrays' mirror ambiguities and rejecting outlying bearings by consensus.
+
+Conventions: room frame, metres; positions (N, 3) float64; speed of sound 343 m/s unless set.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from doascope import SPEED_OF_SOUND, ParameterError
+from doascope.dsp._checks import as_positions, positive
+from doascope.dsp.activity import ActivityGate, energy_coherence
+from doascope.dsp.gcc import GccPhat
+from doascope.dsp.stft import n_frames, stft
+
+SEARCHES = ("coarse-to-fine", "src", "grid", "triangulation")
+
+
+# --------------------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------------------
+
+
+@njit("void(float32[:,::1], float32[:,:,::1])", cache=True, nogil=True)
+def _range_max_table(r, tbl):
+    # Sparse table: tbl[k, p, l] = max(r[p, l : l + 2**k]) (clipped at the end of the lags).
+    K, P, L = tbl.shape
+    for p in range(P):
+        for lag in range(L):
+            tbl[0, p, lag] = r[p, lag]
+    for k in range(1, K):
+        s = 1 << (k - 1)
+        for p in range(P):
+            for lag in range(L):
+                a = tbl[k - 1, p, lag]
+                if lag + s < L:
+                    b = tbl[k - 1, p, lag + s]
+                    if b > a:
+                        a = b
+                tbl[k, p, lag] = a
+
+
+@njit("void(float32[:,::1], float32[:,:,::1], float64[:,::1], float64, float64[:,::1], int64[:,::1], "
+      "float64, float64, float32[::1])", cache=True, nogil=True)
+def _srp_points(r, tbl, points, h, mics, pairs, scale, half, out):
+    # r (P, L) correlations; tbl their range-maximum table; points (N, 3); h cell half-diagonal (m),
+    # 0 for the exact response; mics (M, 3); scale = lags per metre of path difference; half = the
+    # index of lag 0. out (N,): mean over pairs of the response (h = 0) or of its bound over the cell.
+    N = points.shape[0]
+    M = mics.shape[0]
+    P = pairs.shape[0]
+    L = r.shape[1]
+    K = tbl.shape[0]
+    d = np.empty(M)
+    u = np.empty((M, 3))
+    inv = 1.0 / P
+    for g in range(N):
+        for m in range(M):
+            dx = points[g, 0] - mics[m, 0]
+            dy = points[g, 1] - mics[m, 1]
+            dz = points[g, 2] - mics[m, 2]
+            dist = np.sqrt(dx * dx + dy * dy + dz * dz)
+            d[m] = dist
+            if h > 0.0:
+                w = 1.0 / max(dist, 1e-9)
+                u[m, 0] = dx * w
+                u[m, 1] = dy * w
+                u[m, 2] = dz * w
+        acc = 0.0
+        for q in range(P):
+            i = pairs[q, 0]
+            j = pairs[q, 1]
+            x = (d[i] - d[j]) * scale + half
+            if h <= 0.0:
+                x = min(max(x, 0.0), L - 1.001)
+                k = int(x)
+                a = x - k
+                acc += (1.0 - a) * r[q, k] + a * r[q, k + 1]
+            else:
+                gx = u[i, 0] - u[j, 0]
+                gy = u[i, 1] - u[j, 1]
+                gz = u[i, 2] - u[j, 2]
+                w = np.sqrt(gx * gx + gy * gy + gz * gz) * h * scale + 1.0
+                lo = max(int(np.floor(x - w)), 0)
+                hi = min(int(np.ceil(x + w)), L - 1)
+                if hi < lo:
+                    lo = hi
+                n = hi - lo + 1
+                k = 0
+                while (2 << k) <= n and k < K - 1:
+                    k += 1
+                v = tbl[k, q, lo]
+                v2 = tbl[k, q, max(hi - (1 << k) + 1, lo)]
+                acc += v if v > v2 else v2
+        out[g] = acc * inv
+
+
+# --------------------------------------------------------------------------------------------------
+# Near-field SRP-PHAT over space
+# --------------------------------------------------------------------------------------------------
+
+
+def as_room(room) -> np.ndarray:
+    """A search volume [[xmin, xmax], [ymin, ymax], [zmin, zmax]] as (3, 2) float64, or a ParameterError."""
+    b = np.asarray(room, dtype=np.float64)
+    if b.shape != (3, 2) or not np.all(np.isfinite(b)) or not np.all(b[:, 0] < b[:, 1]):
+        raise ParameterError("the room must be [[xmin, xmax], [ymin, ymax], [zmin, zmax]] in metres with min < max")
+    return b
+
+
+def regular_grid(room, spacing: float) -> np.ndarray:
+    """Cell centres of a regular grid of ``spacing`` metres filling ``room``: (points, 3) float64."""
+    b = as_room(room)
+    spacing = positive("spacing", spacing)
+    axes = []
+    for lo, hi in b:
+        n = max(1, int(np.ceil((hi - lo) / spacing - 1e-9)))
+        axes.append(lo + (np.arange(n) + 0.5) * (hi - lo) / n)
+    g = np.meshgrid(*axes, indexing="ij")
+    return np.ascontiguousarray(np.stack([a.ravel() for a in g], axis=1))
+
+
+@dataclass
+class SearchStats:
+    """What one search cost: points scored (bounds and exact responses alike)."""
+
+    evaluations: int = 0
+
+
+class SpatialSrp:
+    """Near-field SRP-PHAT of one set of distributed microphones over a room.
+
+    Parameters
+    ----------
+    positions : (mics, 3) microphone positions in the room frame, metres
+    room : (3, 2) search volume [[xmin, xmax], [ymin, ymax], [zmin, zmax]], metres
+    fs, nfft, band : as for the DOA estimators
+    upsample : lags per sample of the correlations; 4 gives a lag step of 5.4 mm of path
+        difference at 16 kHz, well below the accuracy a room allows
+
+    ``correlations(X)`` gives r (pairs, lags) of an STFT block; ``prepare(r)`` builds its
+    range-maximum table; ``response(points)`` / ``bound(points, h)`` score points; the searches
+    (``grid_search``, ``coarse_to_fine``, ``src``) return (point (3,), response, SearchStats).
+    """
+
+    def __init__(self, positions, *, room, fs: float, nfft: int, band=(300.0, 3500.0),
+                 c: float = SPEED_OF_SOUND, upsample: int = 4):
+        self.positions = np.array(as_positions(positions), dtype=np.float64, order="C")  # writeable for numba
+        self.room = as_room(room)
+        self.c = positive("c", c)
+        self.gcc = GccPhat(self.positions, fs=fs, nfft=nfft, band=band, c=self.c, upsample=upsample)
+        self.pairs = self.gcc.pairs
+        self.scale = 1.0 / (self.c * self.gcc.step)     # lags per metre of path difference
+        L = self.gcc.lags.size
+        self._levels = int(np.floor(np.log2(L))) + 1
+        self._r: np.ndarray | None = None
+        self._tbl: np.ndarray | None = None
+        self._grids: dict[float, np.ndarray] = {}
+        # Half-width of the zone masked around a found source's TDOAs: the main lobe of a PHAT
+        # correlation band-limited to fmax is about 1/fmax wide.
+        self.mask_halfwidth = 1.0 / float(self.gcc.freqs[-1])
+
+    @property
+    def n_pairs(self) -> int:
+        return self.pairs.shape[0]
+
+    def correlations(self, X, weights=None) -> np.ndarray:
+        """GCC-PHAT correlations (pairs, lags) float32 of a (mics, freqs, frames) block."""
+        return self.gcc.correlate(X, weights)
+
+    def prepare(self, r) -> None:
+        """Use correlations r (pairs, lags) for the following scores and searches."""
+        r = np.ascontiguousarray(r, dtype=np.float32)
+        if r.shape != (self.n_pairs, self.gcc.lags.size):
+            raise ParameterError(f"correlations must have shape {(self.n_pairs, self.gcc.lags.size)}, got {r.shape}")
+        if self._tbl is None:
+            self._tbl = np.empty((self._levels, *r.shape), np.float32)
+        _range_max_table(r, self._tbl)
+        self._r = r
+
+    def tdoas(self, points) -> np.ndarray:
+        """Spherical-wave TDOA tau_ij(p) = (|p - m_i| - |p - m_j|) / c, (pairs, points) float64 s."""
+        p = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        d = np.linalg.norm(p[:, None, :] - self.positions[None, :, :], axis=2)   # (N, M)
+        return (d[:, self.pairs[:, 0]] - d[:, self.pairs[:, 1]]).T / self.c
+
+    def bound(self, points, h: float, stats: SearchStats | None = None) -> np.ndarray:
+        """Upper bound (to first order) of the response over cubes of half-diagonal h (m) centred on
+        points (N, 3); h = 0 gives the response itself. (N,) float32."""
+        if self._r is None:
+            raise ParameterError("call prepare() with a block's correlations before scoring points")
+        pts = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
+        out = np.empty(pts.shape[0], np.float32)
+        _srp_points(self._r, self._tbl, pts, float(h), self.positions, self.pairs, self.scale,
+                    float(self.gcc.half), out)
+        if stats is not None:
+            stats.evaluations += pts.shape[0]
+        return out
+
+    def response(self, points, stats: SearchStats | None = None) -> np.ndarray:
+        """Steered response power at points (N, 3): mean over pairs of r_ij(tau_ij(p)); (N,) float32."""
+        return self.bound(points, 0.0, stats)
+
+    def mask(self, point) -> None:
+        """Zero every pair's correlation around the TDOAs of ``point`` (a found source)."""
+        r = self._r.copy()
+        x = self.tdoas(point)[:, 0] / self.gcc.step + self.gcc.half
+        w = self.mask_halfwidth / self.gcc.step
+        lo = np.clip(np.floor(x - w).astype(int), 0, r.shape[1])
+        hi = np.clip(np.ceil(x + w).astype(int) + 1, 0, r.shape[1])
+        for q in range(self.n_pairs):   # a loop over pairs, not points
+            r[q, lo[q]:hi[q]] = 0.0
+        self.prepare(r)
+
+    # -- searches ----------------------------------------------------------------------------------
+
+    def _grid(self, spacing: float) -> np.ndarray:
+        key = round(float(spacing), 6)
+        if key not in self._grids:
+            self._grids[key] = regular_grid(self.room, spacing)
+        return self._grids[key]
+
+    def grid_search(self, *, spacing: float = 0.05):
+        """Exact response on every point of a regular grid: the exhaustive reference."""
+        stats = SearchStats()
+        pts = self._grid(spacing)
+        s = self.response(pts, stats)
+        g = int(np.argmax(s))
+        return pts[g].copy(), float(s[g]), stats
+
+    def coarse_to_fine(self, *, spacing: float = 0.3, beam: int = 16, tolerance: float = 0.02):
+        """Octree beam search on cell bounds, from ``spacing`` cells down to ``tolerance`` (m)."""
+        stats = SearchStats()
+        pts = self._grid(spacing)
+        size = (self.room[:, 1] - self.room[:, 0]) / np.maximum(1, np.ceil((self.room[:, 1] - self.room[:, 0])
+                                                                            / spacing - 1e-9))
+        children = np.array(list(itertools.product((-0.25, 0.25), repeat=3)))   # (8, 3) of a cell's size
+        while True:
+            s = self.bound(pts, 0.5 * float(np.linalg.norm(size)), stats)
+            keep = np.argsort(s)[::-1][:beam]
+            if size.max() <= tolerance:
+                break
+            pts = (pts[keep][:, None, :] + children[None, :, :] * size).reshape(-1, 3)
+            size = size / 2
+        # The last cells are small: score their centres exactly.
+        cand = pts[keep]
+        s = self.response(cand, stats)
+        g = int(np.argmax(s))
+        return cand[g].copy(), float(s[g]), stats
+
+    def src(self, *, initial: int = 2000, draws: int = 400, keep: int = 40, tolerance: float = 0.02,
+            max_iter: int = 30, rng: np.random.Generator | None = None):
+        """Stochastic region contraction: ``initial`` random points in the room, then ``draws`` per
+        round in the bounding box of the ``keep`` best so far, until the box is ``tolerance`` small."""
+        stats = SearchStats()
+        rng = np.random.default_rng(0) if rng is None else rng
+        lo, hi = self.room[:, 0].copy(), self.room[:, 1].copy()
+        n = initial
+        best_p = np.empty((0, 3))
+        for _ in range(max_iter):
+            new = lo + rng.random((n, 3)) * (hi - lo)
+            pts = np.concatenate([best_p, new])
+            # Score every point as a cell of the current sampling spacing (the kept ones again:
+            # bounds of different cell sizes are not comparable).
+            spacing = float(np.prod(hi - lo) / n) ** (1 / 3)
+            s = self.bound(pts, 0.5 * np.sqrt(3.0) * spacing, stats)
+            order = np.argsort(s)[::-1][:keep]
+            best_p = pts[order]
+            if spacing <= tolerance:
+                break
+            lo, hi = best_p.min(axis=0), best_p.max(axis=0)
+            pad = 0.5 * spacing  # keep a margin of half the spacing so the box does not collapse
+            lo, hi = np.maximum(lo - pad, self.room[:, 0]), np.minimum(hi + pad, self.room[:, 1])
+            n = draws
+        s = self.response(best_p, stats)
+        g = int(np.argmax(s))
+        return best_p[g].copy(), float(s[g]), stats
+
+    def search(self, method: str, **options):
+        if method == "grid":
+            return self.grid_search(**options)
+        if method == "coarse-to-fine":
+            return self.coarse_to_fine(**options)
+        if method == "src":
+            return self.src(**options)
+        raise ParameterError(f"unknown search {method!r}; choose one of: grid, coarse-to-fine, src")
+
+    def locate(self, r, n_sources: int = 1, *, method: str = "coarse-to-fine", min_relative: float = 0.0,
+               **options) -> list[tuple[np.ndarray, float]]:
+        """Up to ``n_sources`` (position (3,), response) from correlations r, strongest first: search,
+        mask the found source's TDOAs, search again."""
+        self.prepare(r)
+        found: list[tuple[np.ndarray, float]] = []
+        for k in range(int(n_sources)):
+            p, v, _ = self.search(method, **options)
+            if found and v < min_relative * found[0][1]:
+                break
+            found.append((p, v))
+            if k + 1 < n_sources:
+                self.mask(p)
+        return found
+
+    def response_map(self, *, spacing: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-down map of the current block: for each (x, y) cell, the largest cell bound over
+        heights. Returns (map (nx, ny) float32, x centres, y centres)."""
+        pts = self._grid(spacing)
+        b = self.bound(pts, 0.5 * np.sqrt(3.0) * spacing)
+        xs, ys, zs = (np.unique(pts[:, k]) for k in range(3))
+        return b.reshape(xs.size, ys.size, zs.size).max(axis=2), xs, ys
+
+
+# --------------------------------------------------------------------------------------------------
+# Triangulation from several compact arrays
+# --------------------------------------------------------------------------------------------------
+
+
+# A small planar array measures azimuth well but elevation poorly (the TDOAs change with cos(el),
+# flat near the horizon, and reverberation biases it): its bearing constrains a position mostly to
+# the vertical half-plane of its azimuth, and its elevation counts this much.
+PLANAR_ELEVATION_WEIGHT = 0.05
+
+
+def _constraints(directions, planar) -> np.ndarray:
+    # (G, 3, 3) quadratic forms Q_g: |x - a_g|_Q^2 is the squared distance to the line (3-D arrays)
+    # or to the vertical plane through the line plus a weak line term (planar arrays).
+    u = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    Q = np.eye(3)[None] - u[:, :, None] * u[:, None, :]
+    if planar is not None:
+        for g in np.nonzero(np.asarray(planar, bool))[0]:
+            n = np.array([-u[g, 1], u[g, 0], 0.0])
+            n /= max(np.linalg.norm(n), 1e-12)
+            Q[g] = np.outer(n, n) + PLANAR_ELEVATION_WEIGHT * Q[g]
+    return Q
+
+
+def intersect_bearings(origins, directions, planar=None) -> np.ndarray:
+    """Least-squares intersection of 3-D bearing lines (origin a_g, direction u_g): the point x minimising
+    sum_g |(I - u_g u_g^T)(x - a_g)|^2 (for ``planar`` lines, the distance to the vertical plane of the
+    azimuth plus a weak line term). (3,) float64."""
+    a = np.asarray(origins, dtype=np.float64).reshape(-1, 3)
+    Q = _constraints(directions, planar)
+    return np.linalg.lstsq(Q.sum(axis=0), np.einsum("gij,gj->i", Q, a), rcond=None)[0]
+
+
+def line_distances(point, origins, directions, planar=None) -> np.ndarray:
+    """Distance (m) from ``point`` to each bearing half-line (horizontal distance to the azimuth's
+    half-plane for ``planar`` lines); a point behind an origin counts its distance to the origin. (G,)."""
+    a = np.asarray(origins, dtype=np.float64).reshape(-1, 3)
+    u = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    v = np.asarray(point, dtype=np.float64) - a
+    if planar is not None:
+        flat = np.asarray(planar, bool)
+        u = np.where(flat[:, None], u * [1.0, 1.0, 0.0], u)
+        u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+        v = np.where(flat[:, None], v * [1.0, 1.0, 0.0], v)
+    t = np.maximum((v * u).sum(axis=1), 0.0)
+    return np.linalg.norm(v - t[:, None] * u, axis=1)
+
+
+def triangulate(origins, directions, groups=None, *, planar=None, room=None, tolerance: float = 0.4,
+                n_sources: int = 1) -> list[tuple[np.ndarray, list[int]]]:
+    """Positions from bearing half-lines of several arrays, with outlier rejection.
+
+    Parameters
+    ----------
+    origins : (lines, 3) array centres, m
+    directions : (lines, 3) bearings (any length), room frame
+    groups : (lines,) which array each line comes from (default: each its own). An array may give
+        several candidates (several peaks, or the mirror images a planar array cannot tell apart);
+        a position uses at most one line per array.
+    planar : (lines,) bool, lines from planar arrays (azimuth trusted, elevation weakly)
+    room : optional (3, 2) volume; positions outside it are not accepted
+    tolerance : a line passing within this distance (m) of a position supports it
+    n_sources : positions to return at most; each uses up its supporting arrays
+
+    Returns
+    -------
+    list of (position (3,), indices of the supporting lines), best supported first. Every pair of
+    lines from different arrays proposes their intersection; the proposal supported by the most
+    arrays (then the smallest residual) wins and is refitted on its supporters.
+    """
+    a = np.asarray(origins, dtype=np.float64).reshape(-1, 3)
+    u = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
+    if a.shape != u.shape:
+        raise ParameterError("origins and directions must both be (lines, 3)")
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    grp = np.arange(len(a)) if groups is None else np.asarray(groups, dtype=np.int64)
+    flat = np.zeros(len(a), bool) if planar is None else np.asarray(planar, bool)
+    box = None if room is None else as_room(room)
+    tolerance = positive("tolerance", tolerance)
+    out: list[tuple[np.ndarray, list[int]]] = []
+    free = np.ones(len(a), bool)
+
+    def support(x):
+        # Per array, its closest free line if within tolerance.
+        d = line_distances(x, a, u, flat)
+        chosen = []
+        for g in np.unique(grp[free]):
+            idx = np.nonzero(free & (grp == g))[0]
+            k = idx[np.argmin(d[idx])]
+            if d[k] <= tolerance:
+                chosen.append(int(k))
+        return chosen, d
+
+    for _ in range(int(n_sources)):
+        best = None
+        idx = np.nonzero(free)[0]
+        for i, j in itertools.combinations(idx, 2):
+            if grp[i] == grp[j] or abs(float(u[i] @ u[j])) > 0.999:   # same array, or parallel
+                continue
+            x = intersect_bearings(a[[i, j]], u[[i, j]], flat[[i, j]])
+            if box is not None and np.any((x < box[:, 0] - tolerance) | (x > box[:, 1] + tolerance)):
+                continue
+            chosen, d = support(x)
+            if len(chosen) < 2:
+                continue
+            x = intersect_bearings(a[chosen], u[chosen], flat[chosen])
+            chosen, d = support(x)
+            if len(chosen) < 2:
+                continue
+            score = (len(chosen), -float(np.sum(d[chosen] ** 2)))
+            if best is None or score > best[0]:
+                best = (score, x, chosen)
+        if best is None:
+            break
+        _, x, chosen = best
+        if box is not None:
+            x = np.clip(x, box[:, 0], box[:, 1])
+        out.append((x, chosen))
+        for k in chosen:   # the used lines, and their mirror images (same azimuth, same array)
+            same = (grp == grp[k]) & (np.abs(u[:, :2] - u[k, :2]).max(axis=1) < 1e-9)
+            free[same] = False
+    return out
+
+
+class GroupBearings:
+    """Far-field SRP-PHAT of each compact array (profile ``groups``), as bearing candidates.
+
+    For planar arrays (which cannot tell a direction from its mirror image about their plane) both
+    images are returned, and :func:`triangulate` picks the consistent one.
+    """
+
+    def __init__(self, groups, positions, *, fs: float, nfft: int, band, c: float = SPEED_OF_SOUND,
+                 resolution: float = 2.0, smoothing: float = 0.0):
+        from doascope.dsp.estimators import make_estimator
+        from doascope.dsp.grids import array_geometry, sphere_grid
+
+        positions = as_positions(positions)
+        self.smoothing = float(smoothing)   # exponential average of each array's cross-spectra
+        self._stats: list[np.ndarray | None] = [None] * len(groups)
+        self.items = []
+        for g in groups:
+            idx = np.asarray(g.indices, dtype=np.int64)
+            centre = positions[idx].mean(axis=0)
+            local = positions[idx] - centre     # room axes: the bearings come out in the room frame
+            geometry = array_geometry(local)
+            if geometry == "linear":
+                raise ParameterError(f"array {g.name!r} is linear: it gives a cone, not a bearing, and "
+                                     "cannot be used for triangulation")
+            grid = sphere_grid(resolution, hemisphere=geometry == "planar")
+            est = make_estimator("srp-phat", local, fs=fs, nfft=nfft, grid=grid, band=band, c=c)
+            normal = np.linalg.svd(local - local.mean(axis=0))[2][-1] if geometry == "planar" else None
+            self.items.append((idx, centre, est, normal))
+
+    def bearings(self, X, n_peaks: int = 1):
+        """Candidate lines of a (mics, freqs, frames) block: (origins (n, 3), directions (n, 3),
+        group of each (n,), power of each (n,), planar (n,) bool)."""
+        from doascope.dsp.peaks import find_peaks
+
+        origins, dirs, grp, power, flat = [], [], [], [], []
+        for g, (idx, centre, est, normal) in enumerate(self.items):
+            stats = est.statistics(X[idx])
+            if self._stats[g] is not None and self.smoothing > 0:
+                stats = self.smoothing * self._stats[g] + (1.0 - self.smoothing) * stats
+            self._stats[g] = stats
+            s = est.spectrum_from(stats)
+            for pk in find_peaks(s, est.grid, n_peaks, min_separation=20.0):
+                v = est.grid.vectors[pk.index]
+                images = [v] if normal is None else [v, v - 2 * (v @ normal) * normal]
+                for w in images:
+                    origins.append(centre)
+                    dirs.append(w)
+                    grp.append(g)
+                    power.append(pk.power)
+                    flat.append(normal is not None)
+        return np.array(origins).reshape(-1, 3), np.array(dirs).reshape(-1, 3), np.array(grp, np.int64), \
+            np.array(power), np.array(flat, bool)
+
+
+# --------------------------------------------------------------------------------------------------
+# Block by block
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    x: float
+    y: float
+    z: float
+    power: float
+
+    def as_dict(self) -> dict:
+        return {"x": round(self.x, 3), "y": round(self.y, 3), "z": round(self.z, 3), "power": round(self.power, 4)}
+
+
+@dataclass(frozen=True, eq=False)
+class PositionResult:
+    """One block's positions. t is the time (s) of the block's centre from the stream start."""
+
+    index: int
+    start: int
+    stop: int
+    t: float
+    sources: tuple[SourcePosition, ...]   # strongest first; empty when inactive
+    active: bool
+    energy: float
+    coherence: float
+    evaluations: int                      # points scored by the search (0 for triangulation)
+
+
+class PositionLocalizer:
+    """Source positions block by block, with the same blocks, temporal integration and activity gate
+    as :class:`~doascope.dsp.localizer.Localizer`.
+
+    Parameters
+    ----------
+    positions : (mics, 3) microphone positions in the room frame, m
+    room : (3, 2) search volume, m
+    fs, nfft, hop, band : the analysis
+    search : "coarse-to-fine" (default), "src", "grid" (exhaustive, 5 cm) or "triangulation"
+        (needs ``groups``)
+    groups : the profile's MicGroup tuple, for triangulation
+    n_sources, frames_per_block, smoothing, min_relative, gate, window, step : as for Localizer
+    search_options : keyword arguments of the search (e.g. ``spacing``, ``beam``)
+    weighting : exponent of the per-bin power weight applied on top of PHAT (0 = plain PHAT)
+    """
+
+    def __init__(self, positions, *, room, fs: float, nfft: int = 512, hop: int | None = None,
+                 band=(300.0, 3500.0), search: str = "coarse-to-fine", groups=(), n_sources: int = 1,
+                 frames_per_block: int = 8, smoothing: float = 0.0, min_relative: float = 0.3,
+                 gate: ActivityGate | None = None, window: str = "hann", step: int | None = None,
+                 c: float = SPEED_OF_SOUND, search_options: dict | None = None, weighting: float = 0.5):
+        if search not in SEARCHES:
+            raise ParameterError(f"unknown position search {search!r}; choose one of: {', '.join(SEARCHES)}")
+        if room is None:
+            raise ParameterError("position mode needs a search volume: give the profile a "
+                                 "room = [[xmin, xmax], [ymin, ymax], [zmin, zmax]]")
+        self.fs = positive("fs", fs)
+        self.nfft = positive("nfft", nfft, integer=True)
+        self.hop = self.nfft // 2 if hop is None else int(hop)
+        if not 0 < self.hop <= self.nfft:
+            raise ParameterError(f"hop must be in [1, nfft={self.nfft}], got {hop}")
+        if int(frames_per_block) < 1:
+            raise ParameterError("frames_per_block must be at least 1")
+        self.frames_per_block = int(frames_per_block)
+        self.n_sources = positive("n_sources", n_sources, integer=True)
+        self.search = search
+        self.search_options = dict(search_options or {})
+        self.min_relative = float(min_relative)
+        if not 0.0 <= float(weighting) <= 1.0:
+            raise ParameterError(f"weighting must be in [0, 1], got {weighting}")
+        self.weighting = float(weighting)
+        self.srp = SpatialSrp(positions, room=room, fs=self.fs, nfft=self.nfft, band=band, c=c)
+        self.positions = self.srp.positions
+        self.room = self.srp.room
+        self.bins = self.srp.gcc.bins
+        self.bearings = None
+        if search == "triangulation":
+            if len(groups) < 2:
+                raise ParameterError("triangulation needs a profile with at least two arrays ([[groups]])")
+            self.bearings = True  # built below, once the smoothing per call is known
+        self.step = self.block_advance if step is None else int(step)
+        if self.step < 1:
+            raise ParameterError(f"step must be at least one sample, got {step}")
+        if not 0.0 <= float(smoothing) < 1.0:
+            raise ParameterError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.smoothing = float(smoothing)
+        self._alpha = self.smoothing ** (self.step / self.block_advance)
+        if self.bearings:
+            self.bearings = GroupBearings(groups, self.positions, fs=self.fs, nfft=self.nfft, band=band, c=c,
+                                          smoothing=self._alpha)
+        self.gate = gate or ActivityGate(floor_blocks=max(1, round(40 * self.block_advance / self.step)))
+        self.window = window
+        self._smoothed: np.ndarray | None = None
+        self._index = 0
+
+    @property
+    def n_mics(self) -> int:
+        return self.positions.shape[0]
+
+    @property
+    def block_samples(self) -> int:
+        return (self.frames_per_block - 1) * self.hop + self.nfft
+
+    @property
+    def block_advance(self) -> int:
+        return self.frames_per_block * self.hop
+
+    def reset(self) -> None:
+        self._smoothed = None
+        self._index = 0
+        self.gate.reset()
+        if self.bearings:
+            self.bearings._stats = [None] * len(self.bearings.items)
+
+    def _integrate(self, X) -> np.ndarray:
+        # Exponential average of the PHAT cross-spectra (all pairs of all mics) across active blocks.
+        weights = None
+        if self.weighting > 0:
+            # Speech falls ~20 dB from 500 Hz to 4 kHz: at moderate SNR plain PHAT gives the noisy
+            # upper bins as much say as the speech-dominated lower ones. Weighting each bin's PHAT
+            # term by (mean power over mics) ** weighting trades some of PHAT's whitening back
+            # for robustness (between PHAT, 0, and plain cross-correlation, 1).
+            power = np.mean(np.abs(X[:, self.bins, :]) ** 2, axis=0)          # (B, frames)
+            weights = (power / max(float(power.max()), 1e-30)) ** self.weighting
+        stats = self.srp.gcc.cross_spectra(X, weights)
+        a = self._alpha
+        if self._smoothed is None or a == 0.0:
+            self._smoothed = stats
+        else:
+            self._smoothed = a * self._smoothed + (1.0 - a) * stats
+        return self._smoothed
+
+    def _triangulate(self, X) -> list[SourcePosition]:
+        origins, dirs, grp, power, flat = self.bearings.bearings(X, self.n_sources)
+        found = triangulate(origins, dirs, grp, planar=flat, room=self.room, n_sources=self.n_sources)
+        return [SourcePosition(*map(float, x), float(np.mean(power[lines]))) for x, lines in found]
+
+    def process(self, X: np.ndarray, start: int, fs: float | None = None) -> PositionResult:
+        """Positions of one block of STFT frames (mics, freqs, frames) whose first sample is ``start``."""
+        fs = self.fs if fs is None else fs
+        energy, coherence = energy_coherence(X, self.bins)
+        active = self.gate.update(energy, coherence, X.shape[2])
+        sources: list[SourcePosition] = []
+        evaluations = 0
+        if active:
+            if self.search == "triangulation":
+                sources = self._triangulate(X)
+            else:
+                r = self.srp.gcc.correlate_cross(self._integrate(X))
+                self.srp.prepare(r)
+                for k in range(self.n_sources):
+                    p, v, stats = self.srp.search(self.search, **self.search_options)
+                    evaluations += stats.evaluations
+                    if sources and v < self.min_relative * sources[0].power:
+                        break
+                    sources.append(SourcePosition(float(p[0]), float(p[1]), float(p[2]), v))
+                    if k + 1 < self.n_sources:
+                        self.srp.mask(p)
+                sources.sort(key=lambda s: -s.power)   # the search finds peaks in no guaranteed order
+        stop = start + (X.shape[2] - 1) * self.hop + self.nfft
+        result = PositionResult(self._index, start, stop, 0.5 * (start + stop) / fs, tuple(sources), active,
+                                float(energy), float(coherence), evaluations)
+        self._index += 1
+        return result
+
+    def locate(self, audio: np.ndarray, fs: float | None = None, *, chunk_blocks: int = 256):
+        """Yield a :class:`PositionResult` for every whole block of ``audio`` (samples, mics) float32."""
+        fs = self.fs if fs is None else fs
+        if audio.ndim != 2 or audio.shape[1] != self.n_mics:
+            raise ParameterError(f"audio must have shape (samples, {self.n_mics}), got {audio.shape}")
+        total = n_frames(audio.shape[0], self.nfft, self.hop) // self.frames_per_block
+        for c0 in range(0, total, chunk_blocks):
+            nb = min(chunk_blocks, total - c0)
+            s0 = c0 * self.block_advance
+            s1 = s0 + (nb * self.frames_per_block - 1) * self.hop + self.nfft
+            X = stft(audio[s0:s1], nfft=self.nfft, hop=self.hop, window=self.window)
+            for b in range(nb):
+                f0 = b * self.frames_per_block
+                block = np.ascontiguousarray(X[:, :, f0:f0 + self.frames_per_block])
+                yield self.process(block, s0 + f0 * self.hop, fs)
