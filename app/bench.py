@@ -526,7 +526,7 @@ def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=DNN_
 
     from doascope.app.commands import default_nfft
     from doascope.app.scenes import random_scene
-    from doascope.models.dnn import shipped_profile_for, WEIGHTS_DIR
+    from doascope.models.dnn import WEIGHTS_DIR, shipped_profile_for
 
     torch.set_num_threads(1)
     con = _console()
@@ -578,11 +578,15 @@ def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=DNN_
                                                       "score": float(np.mean(v)) if v else None, "blocks": len(v),
                                                       "ms_per_block": times[m] * 1e3})
         con.print(table)
-        for n_src, what in ((1, "1 source within 10 deg"), (2, "2-source recall at 15 deg")):
+        def verdict(d):
+            return "level" if abs(d) < 0.005 else ("dnn ahead" if d > 0 else "classical ahead")
+
+        for n_src, what in ((1, "1 source within 10 deg"), (2, "2-source recall at 15 deg"),
+                            (3, "3-source recall at 15 deg")):
             best = max((np.mean(scores.get((n_src, m, a), [0])), m, a) for m in DNN_RIVALS for a in (0.0, 0.5))
             dnn = max((np.mean(scores.get((n_src, "dnn", a), [0])), a) for a in (0.0, 0.5))
             con.print(f"{pid}, {what}: dnn {dnn[0]:.1%} (smoothing {dnn[1]:g}) vs best classical {best[1]} "
-                      f"{best[0]:.1%} (smoothing {best[2]:g}): {'dnn ahead' if dnn[0] > best[0] else 'classical ahead'}")
+                      f"{best[0]:.1%} (smoothing {best[2]:g}): {verdict(dnn[0] - best[0])}")
     con.print(f"({time.perf_counter() - t_start:.0f} s)")
 
 

@@ -1,0 +1,169 @@
+"""The DNN estimator: an MLP on GCC-PHAT features with a Gaussian-coded azimuth output.
+
+The network maps the features of :mod:`doascope.models.features` (GCC-PHAT of all pairs on a fixed
+lag window) to ``N_AZIMUTH`` sigmoid outputs, one per degree of azimuth; it was trained to output
+a Gaussian bump (``sigma`` degrees) at every active source, so the standard peak picking finds
+several sources and an unknown count (He et al. 2018; Adavanne et al. 2018). Its statistics are
+the pairs' PHAT cross-spectra, so the engine's temporal integration works as for SRP-PHAT.
+
+Weights are small ``.pt`` files made by ``doascope train``; the shipped ones live in
+``models/weights/<profile id>.pt`` and are found by matching the array geometry. torch is
+imported only when a network is built, so the classical methods never load it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from doascope import DoascopeError, ParameterError, __version__
+from doascope.dsp.estimators import Estimator, register
+from doascope.models.features import FeatureSpec, GccFeatures
+
+N_AZIMUTH = 360             # output bins, one per degree
+WEIGHT_FORMAT = 1           # bumped when the file layout changes
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+GEOMETRY_TOL_M = 1e-3       # positions within this count as the same array
+TORCH_HINT = "pip install torch==2.13.0"
+
+
+def import_torch():
+    """torch, or a DoascopeError that says how to install it."""
+    try:
+        import torch
+    except ImportError:
+        raise DoascopeError(f"the dnn method needs PyTorch, which is not installed: run `{TORCH_HINT}` "
+                            "(or pip install 'doascope[dnn]')") from None
+    return torch
+
+
+def build_network(n_in: int, hidden=(512, 512), n_out: int = N_AZIMUTH, dropout: float = 0.1):
+    """The MLP: features (batch, n_in) -> logits (batch, n_out)."""
+    torch = import_torch()
+    nn = torch.nn
+    layers, width = [], n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+def save_weights(path, model, meta: dict) -> int:
+    """Write the network (float16 tensors, to keep files small) and its metadata; returns bytes."""
+    torch = import_torch()
+    state = {k: v.detach().to(torch.float16).clone() for k, v in model.state_dict().items()}
+    meta = dict(meta, format=WEIGHT_FORMAT, doascope=__version__)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"meta": meta, "state": state}, tmp)
+    os.replace(tmp, path)
+    return path.stat().st_size
+
+
+def load_weights(path) -> tuple[dict, dict]:
+    """(meta, state) of a weight file, checked for format; tensors as float32."""
+    torch = import_torch()
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError(f"no weight file at {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        meta, state = blob["meta"], blob["state"]
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: one sentence, not a traceback
+        raise ParameterError(f"{path} is not a doascope weight file ({type(exc).__name__})") from None
+    if meta.get("format") != WEIGHT_FORMAT:
+        raise ParameterError(f"{path} has weight format {meta.get('format')}, this doascope reads "
+                             f"{WEIGHT_FORMAT}: retrain with `doascope train --profile {meta.get('profile', 'P')}`")
+    return meta, {k: v.float() for k, v in state.items()}
+
+
+def same_geometry(a, b, tol: float = GEOMETRY_TOL_M) -> bool:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tol))
+
+
+def shipped_profile_for(positions) -> str | None:
+    """Id of the shipped hardware profile whose microphone positions match, or None."""
+    from doascope.hardware_profiles import list_profiles
+
+    for p in list_profiles():
+        if same_geometry(p.positions, positions):
+            return p.id
+    return None
+
+
+def find_weights(positions) -> Path:
+    """The shipped weight file for an array geometry, or a ParameterError saying what to run."""
+    pid = shipped_profile_for(positions)
+    if pid is None:
+        raise ParameterError("no shipped DNN weights match this array's geometry: train them with "
+                             "`doascope train --profile P --out W.pt` and pass --weights W.pt")
+    path = WEIGHTS_DIR / f"{pid}.pt"
+    if not path.is_file():
+        raise ParameterError(f"no DNN weights are shipped for profile {pid!r}: train them with "
+                             f"`doascope train --profile {pid} --out {pid}.pt` and pass --weights {pid}.pt")
+    return path
+
+
+def load_network(meta: dict, state: dict):
+    model = build_network(int(meta["n_features"]), tuple(meta["hidden"]), int(meta["n_out"]))
+    model.load_state_dict(state)
+    model.eval()
+    return model
+
+
+@register("dnn")
+class DnnEstimator(Estimator):
+    """A network trained on simulated rooms for one array (see ``doascope train``).
+
+    Extra option: ``weights`` = path of a weight file; None finds the shipped weights for the
+    geometry. Circle grids only: the network outputs azimuth.
+    """
+
+    absolute_scale = True
+
+    def __init__(self, positions, *, weights=None, **kw):
+        super().__init__(positions, **kw)
+        if self.grid.kind != "circle":
+            raise ParameterError("the dnn method estimates azimuth only: use a circle grid (--grid circle)")
+        path = find_weights(self.positions) if weights is None else Path(weights)
+        meta, state = load_weights(path)
+        pid = meta.get("profile", "P")
+        if not same_geometry(meta["positions"], self.positions):
+            raise ParameterError(f"{path.name} was trained for another array geometry ({pid}); train weights "
+                                 f"for this one with `doascope train --profile P --out W.pt`")
+        spec = FeatureSpec.from_dict(meta["features"])
+        if round(self.fs) != spec.fs:
+            raise ParameterError(f"{path.name} was trained at {spec.fs} Hz but the audio is at {self.fs:g} Hz: "
+                                 f"resample it, or train weights with `doascope train --profile {pid}`")
+        self.meta = meta
+        self.weights_path = path
+        self.features = GccFeatures(self.positions, spec, nfft=self.nfft, c=self.c)
+        # Cross-spectra live on the network's band, whatever band the caller asked for.
+        self.bins = self.features.gcc.bins
+        self.model = load_network(meta, state)
+        self._torch = import_torch()
+        # Output bin k is azimuth k * 360 / n_out: interpolate linearly onto the grid's azimuths.
+        n_out = int(meta["n_out"])
+        pos = (np.asarray(self.grid.azimuth) % 360.0) * n_out / 360.0
+        self._lo = np.floor(pos).astype(np.int64) % n_out
+        self._hi = (self._lo + 1) % n_out
+        self._frac = (pos - np.floor(pos)).astype(np.float32)
+
+    def _statistics(self, X):
+        return self.features.cross_spectra(X)
+
+    def probabilities(self, stats) -> np.ndarray:
+        """Network output (n_out,) float32 in [0, 1], one bin per 360/n_out degrees."""
+        f = self.features.features(stats)
+        with self._torch.inference_mode():
+            y = self._torch.sigmoid(self.model(self._torch.from_numpy(f[None, :])))[0]
+        return y.numpy()
+
+    def spectrum_from(self, stats):
+        p = self.probabilities(stats)
+        return ((1.0 - self._frac) * p[self._lo] + self._frac * p[self._hi]).astype(np.float32)

@@ -1,0 +1,295 @@
+"""Training the DNN estimator for one array on simulated reverberant rooms.
+
+Data: :func:`doascope.app.scenes.random_scene` rooms (RT60, SNR, 1-3 speech and noise sources,
+random array placement and yaw), cut into the blocks the Localizer analyses; each block gives the
+features of its own cross-spectra and of cross-spectra integrated over blocks (smoothing 0.5, as
+the engine does), labelled with the azimuths of the sources active in it. Features are cached as
+npz shards (keyed by geometry, settings and seed), so a second run, or a resumed one, skips the
+simulation.
+
+Training: BCE on Gaussian-coded azimuths, Adam, cosine learning rate, one CPU thread by default.
+Every batch is turned by a random symmetry of the array (a rotation or mirror image that maps the
+mics onto each other, see :func:`~doascope.models.features.symmetries`): for a 4-mic square that
+is 8 times the data for free. Deterministic for a seed; a checkpoint after each epoch makes it
+resumable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from doascope import ParameterError
+from doascope.models.features import (
+    FEATURE_VERSION,
+    FeatureSpec,
+    GccFeatures,
+    feature_permutation,
+    symmetries,
+)
+
+MAX_SOURCES = 3
+SHARD_SCENES = 50
+
+
+@dataclass
+class TrainSettings:
+    scenes: int = 1500
+    epochs: int = 30
+    seed: int = 0
+    duration: float = 3.0            # seconds per scene
+    rt60: tuple = (0.2, 1.0)
+    snr: tuple = (-5.0, 30.0)
+    source_weights: tuple = (0.4, 0.35, 0.25)   # P(1, 2, 3 sources)
+    frames_per_block: int = 8
+    smoothing: float = 0.5           # the integrated copy of each block
+    bands: int = 1                   # GCC sub-bands in the features (more did not help the 4-mic array)
+    lags: int = 51                   # lags per pair and sub-band
+    hidden: tuple = (512, 512)
+    sigma: float = 6.0               # degrees, the Gaussian each source draws on the output
+    batch: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.05
+    threads: int = 1
+
+    def data_key(self) -> dict:
+        # Not the scene count: shard i holds the same scenes whatever the total, so a run with
+        # more scenes reuses the shards of a smaller one.
+        return {k: getattr(self, k) for k in ("seed", "duration", "rt60", "snr", "source_weights",
+                                              "frames_per_block", "smoothing")}
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "doascope"
+
+
+def _key(profile, spec: FeatureSpec, settings: TrainSettings, shard: int | None = None) -> str:
+    blob = json.dumps({"positions": np.round(profile.positions, 5).tolist(), "features": spec.as_dict(),
+                       "data": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.data_key().items()},
+                       "shard": shard}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def scene_examples(scene, feats: GccFeatures, frames_per_block: int, smoothing: float):
+    """(features (n, F) float32, azimuths (n, MAX_SOURCES) float32 NaN-padded) of one scene."""
+    from doascope.dsp.stft import stft
+
+    nfft, hop = feats.gcc.nfft, feats.gcc.nfft // 2
+    X = stft(scene.audio, nfft=nfft, hop=hop)
+    truth = np.array([s.azimuth for s in scene.sources], dtype=np.float32)
+    span = (frames_per_block - 1) * hop + nfft
+    xs, ys = [], []
+    C_s, prev = None, np.zeros(len(truth), bool)
+    for b in range(X.shape[2] // frames_per_block):
+        block = np.ascontiguousarray(X[:, :, b * frames_per_block:(b + 1) * frames_per_block])
+        C = feats.cross_spectra(block)
+        start = b * frames_per_block * hop
+        act = scene.active(start, start + span)
+        C_s = C if C_s is None else smoothing * C_s + (1 - smoothing) * C
+        for c, a in ((C, act), (C_s, act | prev)):
+            if a.any():
+                y = np.full(MAX_SOURCES, np.nan, np.float32)
+                y[: a.sum()] = truth[a]
+                xs.append(c)
+                ys.append(y)
+        prev = act
+    if not xs:
+        return np.zeros((0, feats.size), np.float32), np.zeros((0, MAX_SOURCES), np.float32)
+    return feats.features(np.stack(xs)), np.stack(ys)
+
+
+def make_dataset(profile, spec: FeatureSpec, settings: TrainSettings, cache_dir: Path, progress=None):
+    """Features (N, F) float16, azimuths (N, MAX_SOURCES) float32 and scene index (N,) int32.
+
+    Simulated in shards of SHARD_SCENES scenes, each cached on its own (an interrupted run keeps
+    what it made).
+    """
+    from doascope.app.scenes import random_scene
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    feats = GccFeatures(profile.positions, spec)
+    n_shards = -(-settings.scenes // SHARD_SCENES)
+    task = progress.add_task("simulating rooms", total=settings.scenes) if progress else None
+    out_x, out_y, out_s = [], [], []
+    for shard in range(n_shards):
+        path = cache_dir / f"{profile.id.replace(os.sep, '_')}-{_key(profile, spec, settings, shard)}.npz"
+        lo, hi = shard * SHARD_SCENES, min(settings.scenes, (shard + 1) * SHARD_SCENES)
+        if path.is_file():
+            with np.load(path) as z:
+                x, y, s = z["x"], z["y"], z["s"]
+            if progress:
+                progress.advance(task, hi - lo)
+        else:
+            xs, ys, ss = [], [], []
+            for i in range(lo, hi):
+                rng = np.random.default_rng([settings.seed, i])
+                k = int(rng.choice(MAX_SOURCES, p=np.asarray(settings.source_weights) / sum(settings.source_weights))) + 1
+                scene = random_scene(profile.positions, spec.fs, rng, n_sources=k, rt60_range=settings.rt60,
+                                     snr_range=settings.snr, duration=settings.duration,
+                                     min_separation_deg=30.0 if k < 3 else 25.0)
+                x_, y_ = scene_examples(scene, feats, settings.frames_per_block, settings.smoothing)
+                xs.append(x_.astype(np.float16))
+                ys.append(y_)
+                ss.append(np.full(len(x_), i, np.int32))
+                if progress:
+                    progress.advance(task)
+            x, y, s = np.concatenate(xs), np.concatenate(ys), np.concatenate(ss)
+            tmp = path.with_name(path.stem + ".tmp.npz")
+            np.savez(tmp, x=x, y=y, s=s)
+            os.replace(tmp, path)
+        out_x.append(x)
+        out_y.append(y)
+        out_s.append(s)
+    return np.concatenate(out_x), np.concatenate(out_y), np.concatenate(out_s)
+
+
+def gaussian_targets(torch, az, n_out: int, sigma: float):
+    """(batch, n_out) targets: max over sources of exp(-d^2 / 2 sigma^2), d the circular distance."""
+    centres = torch.arange(n_out, dtype=torch.float32) * (360.0 / n_out)
+    d = (centres[None, None, :] - az[:, :, None] + 180.0) % 360.0 - 180.0   # NaN rows stay NaN
+    g = torch.exp(-0.5 * (d / sigma) ** 2)
+    return torch.nan_to_num(g, nan=0.0).amax(dim=1)
+
+
+def train(profile, out: Path, settings: TrainSettings, *, cache_dir: Path | None = None, resume: bool = False,
+          console=None, spec: FeatureSpec | None = None) -> dict:
+    """Simulate (or load cached) data, train, save the weights to ``out``; returns a summary dict."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from doascope.app.commands import default_nfft
+    from doascope.dsp.estimators import DEFAULT_BAND
+    from doascope.models.dnn import N_AZIMUTH, build_network, import_torch, save_weights
+
+    torch = import_torch()
+    torch.set_num_threads(max(1, int(settings.threads)))
+    if profile.n_mics < 2:
+        raise ParameterError(f"profile {profile.id} has {profile.n_mics} microphone: the dnn needs at least 2")
+    spec = spec or FeatureSpec(int(profile.sample_rate), default_nfft(profile.sample_rate), DEFAULT_BAND,
+                               n_lags=settings.lags, n_bands=settings.bands)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    out = Path(out)
+    ckpt = out.with_name(out.name + ".ckpt")
+    t0 = time.perf_counter()
+    columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        progress.add_task = _with_info(progress.add_task)
+        x, y, s = make_dataset(profile, spec, settings, cache_dir, progress)
+        t_data = time.perf_counter() - t0
+        if len(x) == 0:
+            raise ParameterError("the simulated scenes gave no training blocks: use more --scenes")
+
+        # Hold out whole scenes, so validation blocks never share a room with training ones.
+        n_val_scenes = max(1, round(settings.scenes * settings.val_fraction))
+        val = s >= settings.scenes - n_val_scenes
+        xt, yt = torch.from_numpy(x[~val]), torch.from_numpy(y[~val])
+        xv, yv = torch.from_numpy(x[val].astype(np.float32)), torch.from_numpy(y[val])
+        group = symmetries(profile.positions)
+        perms = [torch.from_numpy(feature_permutation(p, spec.n_lags, spec.n_bands)) for _, _, p in group]
+
+        torch.manual_seed(settings.seed)
+        model = build_network(x.shape[1], settings.hidden, N_AZIMUTH)
+        opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        steps_per_epoch = max(1, -(-len(xt) // settings.batch))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch,
+                                                    pct_start=0.1)
+        gen = torch.Generator().manual_seed(settings.seed)
+        history, epoch0 = [], 0
+        if resume and ckpt.is_file():
+            try:
+                state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            except Exception:  # noqa: BLE001 - torch raises many kinds for a truncated file
+                raise ParameterError(f"the checkpoint {ckpt} cannot be read: delete it, or rerun without "
+                                     "--resume to start over") from None
+            if state["settings"] != asdict(settings):
+                raise ParameterError(f"{ckpt} was made with other settings: rerun without --resume to start over")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            gen.set_state(state["gen"])
+            torch.set_rng_state(state["torch_rng"])
+            history, epoch0 = state["history"], state["epoch"]
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        task = progress.add_task("training", total=settings.epochs, completed=epoch0)
+        for epoch in range(epoch0, settings.epochs):
+            model.train()
+            order = torch.randperm(len(xt), generator=gen)
+            total = 0.0
+            for k in range(steps_per_epoch):
+                idx = order[k * settings.batch:(k + 1) * settings.batch]
+                g = int(torch.randint(len(group), (1,), generator=gen))
+                angle, mirrored, _ = group[g]
+                xb = xt[idx][:, perms[g]].float()
+                az = yt[idx]
+                az = ((-az if mirrored else az) + angle) % 360.0
+                loss = loss_fn(model(xb), gaussian_targets(torch, az, N_AZIMUTH, settings.sigma))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+            train_loss = total / len(xt)
+            val_loss, val_acc = evaluate(torch, model, xv, yv, settings.sigma)
+            history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_acc10": val_acc})
+            # Written aside and renamed, so an interrupted run leaves the previous checkpoint whole.
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1,
+                        "settings": asdict(settings)}, ckpt.with_name(ckpt.name + ".tmp"))
+            os.replace(ckpt.with_name(ckpt.name + ".tmp"), ckpt)
+            progress.update(task, advance=1, info=f"loss {train_loss:.4f} val {val_loss:.4f} "
+                                                   f"1-src<=10deg {val_acc:.1%}")
+    t_total = time.perf_counter() - t0
+    meta = {"profile": profile.id, "profile_name": profile.name, "positions": profile.positions.tolist(),
+            "features": spec.as_dict(), "feature_version": FEATURE_VERSION, "n_features": int(x.shape[1]),
+            "hidden": list(settings.hidden), "n_out": N_AZIMUTH, "sigma": settings.sigma,
+            "training": {**{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
+                         "examples": len(xt), "val_examples": len(xv), "symmetries": len(group),
+                         "data_seconds": round(t_data, 1), "total_seconds": round(t_total, 1)},
+            "history": history[-1:] if history else []}
+    size = save_weights(out, model, meta)
+    ckpt.unlink(missing_ok=True)
+    ckpt.with_name(ckpt.name + ".tmp").unlink(missing_ok=True)
+    return {"out": str(out), "bytes": size, "examples": len(xt), "data_seconds": t_data,
+            "total_seconds": t_total, "history": history, "symmetries": len(group)}
+
+
+def evaluate(torch, model, xv, yv, sigma: float) -> tuple[float, float]:
+    """Validation BCE and the share of single-source blocks whose top output is within 10 degrees."""
+    from doascope.models.dnn import N_AZIMUTH
+
+    if len(xv) == 0:
+        return float("nan"), float("nan")
+    model.eval()
+    with torch.inference_mode():
+        logits = model(xv)
+        loss = float(torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, gaussian_targets(torch, yv, N_AZIMUTH, sigma)))
+        one = torch.isnan(yv[:, 1])
+        if not bool(one.any()):
+            return loss, float("nan")
+        top = logits[one].argmax(dim=1).float() * (360.0 / N_AZIMUTH)
+        err = ((top - yv[one, 0] + 180.0) % 360.0 - 180.0).abs()
+    return loss, float((err <= 10).float().mean())
+
+
+def _with_info(add_task):
+    def add(description, **kw):
+        kw.setdefault("info", "")
+        return add_task(description, **kw)
+    return add

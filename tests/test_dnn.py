@@ -1,0 +1,124 @@
+"""The DNN estimator: features, training, shipped weights, refusals, and the CLI path."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from doascope import DoascopeError, ParameterError
+from doascope.dsp import Localizer, circle_grid, make_estimator, sphere_grid
+from doascope.hardware_profiles import load_profile
+from helpers import azimuth_error, plane_wave, plane_wave_file
+
+torch.set_num_threads(1)
+RESPEAKER = load_profile("respeaker_usb_v2")
+UMA8 = load_profile("minidsp_uma8")
+
+
+def test_symmetries_relabel_features_like_a_rotated_source():
+    from doascope.dsp import stft
+    from doascope.models.features import (
+        FeatureSpec,
+        GccFeatures,
+        feature_permutation,
+        symmetries,
+    )
+
+    pos = RESPEAKER.positions
+    group = symmetries(pos)
+    assert len(group) == 8  # the square: 4 rotations, each also mirrored
+    feats = GccFeatures(pos, FeatureSpec(16000, 512, (300.0, 3500.0), n_bands=3))
+
+    def f(az):
+        x = plane_wave(pos, 16000, az, seconds=0.5, seed=3).astype(np.float32)
+        return feats.features(feats.cross_spectra(np.ascontiguousarray(stft(x, nfft=512, hop=256)[:, :, :8])))
+
+    for angle, mirrored, perm in group:
+        az2 = ((-40.0 if mirrored else 40.0) + angle) % 360
+        np.testing.assert_allclose(f(40.0)[feature_permutation(perm, feats.spec.n_lags, 3)], f(az2), atol=1e-4)
+
+
+def test_tiny_model_lowers_the_loss_and_is_deterministic(tmp_path):
+    from doascope.models.dnn import load_weights
+    from doascope.models.training import TrainSettings, train
+
+    settings = TrainSettings(scenes=3, epochs=4, duration=1.0, hidden=(32,), batch=16, lr=5e-3)
+    a = train(RESPEAKER, tmp_path / "a.pt", settings, cache_dir=tmp_path / "cache")
+    losses = [h["train_loss"] for h in a["history"]]
+    assert losses[-1] < losses[0]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # cached
+    b = train(RESPEAKER, tmp_path / "b.pt", settings, cache_dir=tmp_path / "cache")  # from the cache
+    assert b["history"] == a["history"]
+    meta, state = load_weights(tmp_path / "a.pt")
+    assert meta["profile"] == "respeaker_usb_v2" and meta["features"]["fs"] == 16000
+    np.testing.assert_allclose(meta["positions"], RESPEAKER.positions)
+    assert all(torch.equal(v, load_weights(tmp_path / "b.pt")[1][k]) for k, v in state.items())
+
+
+@pytest.mark.parametrize("profile", [RESPEAKER, UMA8], ids=lambda p: p.id)
+def test_shipped_weights_find_a_reverberant_source(profile):
+    from doascope.app.scenes import SourceSpec, simulate_scene
+
+    scene = simulate_scene(profile.positions, profile.sample_rate, [SourceSpec(azimuth=130.0, distance=1.5)],
+                           duration=2.0, rt60=0.3, snr_db=20.0, room_dim=(6.0, 5.0, 3.0),
+                           array_centre=(2.7, 2.4, 1.2), rotation_deg=20.0, seed=4)
+    nfft = 512 if profile.sample_rate == 16000 else 2048
+    est = make_estimator("dnn", profile.positions, fs=profile.sample_rate, nfft=nfft, grid=circle_grid(1.0))
+    loc = Localizer(est, n_sources=1, smoothing=0.5)
+    found = [r.peaks[0].azimuth for r in loc.locate(scene.audio, profile.sample_rate) if r.peaks]
+    assert found
+    assert azimuth_error(float(np.median(found)), scene.sources[0].azimuth) <= 10
+
+
+def test_weights_for_another_geometry_are_refused():
+    from doascope.models.dnn import WEIGHTS_DIR
+
+    with pytest.raises(ParameterError, match="another array geometry.*doascope train"):
+        make_estimator("dnn", UMA8.positions, fs=48000, nfft=2048, weights=WEIGHTS_DIR / "respeaker_usb_v2.pt")
+    odd = RESPEAKER.positions * 1.5  # no shipped profile has this geometry
+    with pytest.raises(ParameterError, match="doascope train --profile"):
+        make_estimator("dnn", odd, fs=16000, nfft=512)
+    with pytest.raises(ParameterError, match="trained at 16000 Hz"):
+        make_estimator("dnn", RESPEAKER.positions, fs=48000, nfft=2048)
+    with pytest.raises(ParameterError, match="circle grid"):
+        make_estimator("dnn", RESPEAKER.positions, fs=16000, nfft=512, grid=sphere_grid(5.0, hemisphere=True))
+
+
+def test_locate_method_dnn_through_the_cli(tmp_path, capsys):
+    from doascope.app.cli import main
+
+    wav = plane_wave_file(str(tmp_path / "pw.wav"), "respeaker_usb_v2", azimuth=250.0, seconds=2.0)
+    out = tmp_path / "out.jsonl"
+    assert main(["locate", wav, "--profile", "respeaker_usb_v2", "--method", "dnn", "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    az = [r["sources"][0]["azimuth"] for r in rows if r["sources"]]
+    assert az and azimuth_error(float(np.median(az)), 250.0) <= 10
+
+
+def test_missing_torch_says_what_to_install(monkeypatch, tmp_path, capsys):
+    from doascope.app.cli import main
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    with pytest.raises(DoascopeError, match=r"pip install torch==2\.13\.0"):
+        make_estimator("dnn", RESPEAKER.positions, fs=16000, nfft=512)
+    wav = plane_wave_file(str(tmp_path / "pw.wav"), "respeaker_usb_v2", azimuth=30.0, seconds=1.0)
+    assert main(["locate", wav, "--profile", "respeaker_usb_v2", "--method", "dnn"]) == 2
+    assert "pip install torch" in capsys.readouterr().err
+
+
+def test_classical_path_never_imports_torch(tmp_path):
+    wav = plane_wave_file(str(tmp_path / "pw.wav"), "respeaker_usb_v2", azimuth=30.0, seconds=1.0)
+    code = ("import sys, doascope.dsp\n"
+            "from doascope.app.cli import main\n"
+            f"assert main(['locate', {wav!r}, '--profile', 'respeaker_usb_v2', '--method', 'srp-phat', "
+            f"'-o', {str(tmp_path / 'o.jsonl')!r}]) == 0\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    env = dict(os.environ)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert res.returncode == 0, res.stderr
