@@ -4,7 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# Block-sized matrix products (a few pairs by a few hundred lags) only lose from BLAS threads,
+# which fight the engine, the GUI and the service for two cores: one thread unless set otherwise.
+# This must happen before numpy is imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 from doascope import DoascopeError, __version__
 
