@@ -50,7 +50,7 @@ from doascope import SPEED_OF_SOUND, ParameterError
 from doascope.dsp._checks import as_positions, positive
 from doascope.dsp.activity import ActivityGate, energy_coherence
 from doascope.dsp.gcc import GccPhat
-from doascope.dsp.stft import n_frames, stft
+from doascope.dsp.stft import stft_blocks
 
 SEARCHES = ("coarse-to-fine", "src", "grid", "triangulation")
 
@@ -700,13 +700,6 @@ class PositionLocalizer:
         fs = self.fs if fs is None else fs
         if audio.ndim != 2 or audio.shape[1] != self.n_mics:
             raise ParameterError(f"audio must have shape (samples, {self.n_mics}), got {audio.shape}")
-        total = n_frames(audio.shape[0], self.nfft, self.hop) // self.frames_per_block
-        for c0 in range(0, total, chunk_blocks):
-            nb = min(chunk_blocks, total - c0)
-            s0 = c0 * self.block_advance
-            s1 = s0 + (nb * self.frames_per_block - 1) * self.hop + self.nfft
-            X = stft(audio[s0:s1], nfft=self.nfft, hop=self.hop, window=self.window)
-            for b in range(nb):
-                f0 = b * self.frames_per_block
-                block = np.ascontiguousarray(X[:, :, f0:f0 + self.frames_per_block])
-                yield self.process(block, s0 + f0 * self.hop, fs)
+        for start, block in stft_blocks(audio, nfft=self.nfft, hop=self.hop, frames_per_block=self.frames_per_block,
+                                        window=self.window, chunk_blocks=chunk_blocks):
+            yield self.process(block, start, fs)

@@ -85,3 +85,22 @@ def stft(audio, *, nfft: int = 512, hop: int | None = None, window: str = "hann"
 def frequencies(fs: float, nfft: int) -> np.ndarray:
     """Centre frequency in Hz of each rFFT bin."""
     return np.arange(nfft // 2 + 1) * (float(fs) / nfft)
+
+
+def stft_blocks(audio: np.ndarray, *, nfft: int, hop: int, frames_per_block: int, window: str = "hann",
+                chunk_blocks: int = 256):
+    """Yield (first sample, (channels, freqs, frames_per_block) complex64 block) for every whole,
+    non-overlapping block of STFT frames of ``audio`` (samples, channels).
+
+    The STFT is taken chunk by chunk, so memory stays bounded on long recordings.
+    """
+    total = n_frames(audio.shape[0], nfft, hop) // frames_per_block
+    advance = frames_per_block * hop
+    for c0 in range(0, total, chunk_blocks):
+        nb = min(chunk_blocks, total - c0)
+        s0 = c0 * advance
+        s1 = s0 + (nb * frames_per_block - 1) * hop + nfft
+        X = stft(audio[s0:s1], nfft=nfft, hop=hop, window=window)
+        for b in range(nb):
+            f0 = b * frames_per_block
+            yield s0 + f0 * hop, np.ascontiguousarray(X[:, :, f0:f0 + frames_per_block])

@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from doascope import ParameterError
 from doascope.models import clip_data as data
+from torch import nn
 
 MAX_LOGIT_SCALE = math.log(100.0)
 INIT_TEMPERATURE = 0.07
@@ -45,7 +44,7 @@ class ClipConfig:
     image_size: int = data.IMAGE_SIZE
 
     @classmethod
-    def small(cls) -> "ClipConfig":
+    def small(cls) -> ClipConfig:
         """A faster model for tests and quick demos."""
         return cls(embed_dim=48, image_width=96, channels=(16, 32, 48), text_width=48, text_layers=1, text_heads=2)
 
@@ -146,7 +145,7 @@ def clip_loss(logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class TrainConfig:
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.1
@@ -210,7 +209,7 @@ class ClipTrainer:
         self.train_seconds += time.perf_counter() - t0
         return self.losses[-1]
 
-    def snapshot(self) -> "CLIP":
+    def snapshot(self) -> CLIP:
         """A frozen copy of the model in eval mode, for use from another thread."""
         import copy
 
@@ -276,7 +275,7 @@ def evaluate(model: CLIP, *, seed: int = 10_000, n_zero_shot: int = 600, n_retri
     """Zero-shot accuracies and text-to-image recall on the held-out split.
 
     ``zero_shot_accuracy``: images of held-out colour-shape pairs classified among all
-    colour-shape pairs (chance 1/30) by the prompt ensemble of ``ZERO_SHOT_TASKS``;
+    colour-shape pairs (chance 1/48) by the prompt ensemble of ``ZERO_SHOT_TASKS``;
     ``zero_shot_accuracy_single_prompt`` by "a photo of a {colour} {shape}" alone.
     ``recall_at_k``: held-out-template captions retrieve their image from a gallery of held-out
     images; a hit is any of the top k whose scene the caption describes exactly (several images can

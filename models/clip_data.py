@@ -19,15 +19,15 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-
 from doascope import ParameterError
 
 IMAGE_SIZE = 32
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 45, 45), "green": (45, 185, 65), "blue": (55, 95, 235),
     "yellow": (230, 215, 45), "purple": (160, 65, 205), "white": (235, 235, 235),
+    "orange": (245, 140, 30), "cyan": (40, 210, 220),
 }
-SHAPES = ("circle", "square", "triangle", "cross", "diamond")
+SHAPES = ("circle", "square", "triangle", "cross", "diamond", "ring")
 SIZES = {"small": 4.0, "large": 6.8}  # radius in pixels
 # Where object centres may fall, (x0, x1, y0, y1) in pixels, y down; shrunk by the radius when drawn.
 POSITIONS = {
@@ -40,7 +40,8 @@ MAX_COUNT = {"small": 3, "large": 2}  # three large shapes do not fit in half th
 # One held-out shape per colour, every shape held out at least once: each colour and each shape is
 # still seen in training, with other partners.
 HELD_OUT_PAIRS = frozenset({("red", "triangle"), ("green", "diamond"), ("blue", "square"),
-                            ("yellow", "circle"), ("purple", "cross"), ("white", "triangle")})
+                            ("yellow", "circle"), ("purple", "cross"), ("white", "ring"),
+                            ("orange", "ring"), ("cyan", "triangle")})
 
 # Placeholders: {cnt} a/two/three, {num} one/two/three, {size}, {colour}, {noun} (plural-aware
 # shape word), {pos}, {be} is/are, {obj} object/objects.
@@ -99,13 +100,13 @@ class Scene:
     position: str
     count: int
 
-    def matches(self, other: "Scene") -> bool:
+    def matches(self, other: Scene) -> bool:
         return self == other
 
 
 def _vocabulary() -> tuple[str, ...]:
     words = set()
-    for t in TRAIN_TEMPLATES + TEST_TEMPLATES + (ZERO_SHOT_TEMPLATE,) + tuple(p for t, _ in ZERO_SHOT_TASKS.values() for p in prompts(t)):
+    for t in TRAIN_TEMPLATES + TEST_TEMPLATES + (ZERO_SHOT_TEMPLATE,) + tuple(p for task, _ in ZERO_SHOT_TASKS.values() for p in prompts(task)):
         words.update(re.findall(r"[a-z]+", re.sub(r"\{[a-z]+\}", " ", t)))
     words.update(COLOURS)
     words.update(SHAPES)
@@ -176,6 +177,9 @@ def _mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
         return np.abs(dx) + np.abs(dy) <= 1.15 * r
     if shape == "triangle":  # apex up (y grows downwards)
         return (dy >= -r) & (dy <= 0.8 * r) & (np.abs(dx) <= (dy + r) / 1.8)
+    if shape == "ring":
+        d2 = dx * dx + dy * dy
+        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
     if shape == "cross":
         arm = 0.34 * r
         return ((np.abs(dx) <= arm) & (np.abs(dy) <= r)) | ((np.abs(dy) <= arm) & (np.abs(dx) <= r))
