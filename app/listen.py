@@ -14,10 +14,15 @@ def _line(msg: dict) -> str:
         return (f"meta: {msg.get('name')} ({msg.get('profile')}), {msg.get('fs')} Hz, method {msg.get('method')}, "
                 f"{len(msg.get('mics', []))} mics, grid {msg.get('grid', {}).get('description')}")
     if msg.get("type") == "doa":
-        tracks = "  ".join(f"#{t['id']} {t['azimuth']:6.1f}/{t['elevation']:5.1f} ({t['activity']:.2f})"
-                           for t in msg.get("tracks", [])) or "-"
+        tracks = "  ".join(_track(t) for t in msg.get("tracks", [])) or "-"
         return f"t={msg['t']:8.3f} seq={msg['seq']:6d}  tracks: {tracks}"
     return json.dumps(msg)
+
+
+def _track(t: dict) -> str:
+    if "azimuth" in t:
+        return f"#{t['id']} {t['azimuth']:6.1f}/{t['elevation']:5.1f} ({t['activity']:.2f})"
+    return f"#{t['id']} ({t['x']:.2f}, {t['y']:.2f}, {t['z']:.2f}) m ({t['activity']:.2f})"  # position mode
 
 
 def _show(text: str, args) -> dict | None:

@@ -85,3 +85,11 @@ def test_gui_room_map_shows_the_talkers(qtbot):
     best = min(np.linalg.norm(truth - np.array([x, y]), axis=1).min() for x, y in zip(xs, ys, strict=True))
     assert best < 0.5
     win.close()
+
+
+def test_listen_prints_positions():
+    from doascope.app.listen import _line
+
+    line = _line({"type": "doa", "t": 1.0, "seq": 3,
+                  "tracks": [{"id": 2, "x": 1.5, "y": 2.25, "z": 1.6, "activity": 0.9}]})
+    assert "#2 (1.50, 2.25, 1.60) m" in line
