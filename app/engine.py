@@ -182,9 +182,14 @@ class Engine:
             cfg = replace(self._requested, **changes)
             localizer = build_localizer(cfg, self.profile, self.fs, step=self.step)  # validates now
             if cfg.tracker:
-                from doascope.dsp.tracker import Tracker
+                from doascope.dsp.tracker import PositionTracker, Tracker
 
-                Tracker(**cfg.tracker)  # validates the thresholds now; the running tracker keeps its tracks
+                # Validate the thresholds now; the running tracker keeps its tracks.
+                kind = PositionTracker if cfg.mode == "position" else Tracker
+                try:
+                    kind(**cfg.tracker)
+                except TypeError as exc:
+                    raise ParameterError(f"tracker settings do not apply in {cfg.mode} mode: {exc}") from None
             self._requested = cfg
             self._commands.put((cfg, localizer))
         return cfg

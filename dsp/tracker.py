@@ -414,6 +414,17 @@ class PositionTracker:
         self.merge_m = float(merge_m)
         self.reset()
 
+    def set_params(self, **changes) -> None:
+        """Change thresholds while running (validated as in the constructor)."""
+        names = ("gate_m", "position_tau", "confirm_time", "confirm_ratio", "tentative_time", "death_time",
+                 "activity_tau", "max_tracks", "merge_m")
+        unknown = set(changes) - set(names)
+        if unknown:
+            raise ParameterError(f"unknown position-tracker setting(s): {', '.join(sorted(unknown))}")
+        probe = PositionTracker(**{**{n: getattr(self, n) for n in names}, **changes})
+        for n in names:
+            setattr(self, n, getattr(probe, n))
+
     def reset(self) -> None:
         self._tracks: list[_PosTrack] = []
         self._t: float | None = None

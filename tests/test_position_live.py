@@ -93,3 +93,17 @@ def test_listen_prints_positions():
     line = _line({"type": "doa", "t": 1.0, "seq": 3,
                   "tracks": [{"id": 2, "x": 1.5, "y": 2.25, "z": 1.6, "activity": 0.9}]})
     assert "#2 (1.50, 2.25, 1.60) m" in line
+
+
+def test_position_tracker_settings_change_and_validate():
+    from doascope import ParameterError
+    from doascope.dsp.tracker import PositionTracker
+
+    tr = PositionTracker()
+    tr.set_params(gate_m=0.8, death_time=3.0)
+    assert tr.gate_m == 0.8 and tr.death_time == 3.0
+    with pytest.raises(ParameterError):
+        tr.set_params(gate_deg=20.0)
+    with pytest.raises(ParameterError):
+        tr.set_params(gate_m=-1.0)
+    assert tr.gate_m == 0.8

@@ -272,6 +272,8 @@ class LocalizationTab(Tab):
             self.engine = Engine(source, profile, self._config(profile))
             if profile.room is not None:
                 self.room_map.set_room(profile.room, profile.positions)
+            for w in (self.gate, self.death, self.fmin, self.fmax, self.smoothing):  # directions only
+                w.setEnabled(profile.room is None)
             if self.record.isChecked():
                 folder = self.record_dir.text()
                 os.makedirs(folder, exist_ok=True)
