@@ -141,10 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenes", type=int, default=None, help="scenes per source count in the accuracy part")
     p.add_argument("--json", metavar="FILE", default=None, help="also write every figure to this JSON file")
     from doascope.app.clip_cli import register as register_clip
+    from doascope.app.meta_cli import register as register_meta
     from doascope.app.train_cli import register as register_train
 
     register_train(sub)
     register_clip(sub)
+    register_meta(sub)
     return parser
 
 
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             from doascope.app.server import cmd_serve as run
         elif args.command == "listen":
             from doascope.app.listen import cmd_listen as run
+        elif args.command == "meta":
+            from doascope.app.meta_cli import cmd_meta as run
         elif args.command == "clip":
             from doascope.app.clip_cli import cmd_clip as run
         elif args.command == "train":

@@ -1,0 +1,172 @@
+"""Meta-learning: MAML, Reptile and joint pre-training on sinusoid tasks; the headless command; the tab."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from doascope.models import meta
+from doascope.models import meta_sinusoid as ms
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(1)
+    return ms.train_all(iterations=700, seed=0, methods=("maml", "pretrained"))
+
+
+def test_maml_after_one_step_beats_joint_pretraining_after_one_step(trained):
+    tasks, _ = ms.held_out_tasks(7, 40)
+    curves = {m: meta.adaptation_curve(model, tasks, steps=1, lr=ms.INNER_LR) for m, model in trained.models.items()}
+    maml, pre = curves["maml"][:, 1], curves["pretrained"][:, 1]
+    assert maml.mean() < 0.8 * pre.mean(), (maml.mean(), pre.mean())
+    assert np.mean(maml < pre) > 0.6  # on most tasks, not only on average
+    # MAML's initialisation is built to move: one step gains far more than it does for the pre-trained net
+    assert (curves["maml"][:, 0] - maml).mean() > (curves["pretrained"][:, 0] - pre).mean()
+
+
+def test_adapt_matches_a_hand_written_sgd_step():
+    torch.manual_seed(0)
+    model = ms.build_mlp()
+    x, y = torch.randn(10, 1), torch.randn(10, 1)
+    params = meta.adapt(model, x, y, steps=1, lr=0.1)
+    ref = ms.build_mlp()
+    ref.load_state_dict(model.state_dict())
+    loss = torch.mean((ref(x) - y) ** 2)
+    loss.backward()
+    for name, p in ref.named_parameters():
+        assert torch.allclose(params[name], p.detach() - 0.1 * p.grad, atol=1e-6)
+    for name, p in model.named_parameters():  # the model itself is untouched
+        assert torch.equal(p, ref.get_parameter(name).detach())
+
+
+def test_vectorized_and_looped_maml_agree_and_second_order_differs():
+    sampler = ms.SinusoidTasks()
+    out = {}
+    for key, first_order, vectorize in (("fo-vmap", True, True), ("fo-loop", True, False), ("so-vmap", False, True)):
+        torch.manual_seed(1)
+        model = ms.build_mlp()
+        s = meta.MetaSettings(iterations=3, meta_batch=4, first_order=first_order, vectorize=vectorize, seed=3,
+                              inner_lr=0.1)
+        meta.train_maml(model, sampler, s)
+        out[key] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert torch.allclose(out["fo-vmap"], out["fo-loop"], atol=1e-5)
+    assert not torch.allclose(out["fo-vmap"], out["so-vmap"], atol=1e-7)
+
+
+def test_reptile_moves_towards_adapted_weights_and_learns():
+    torch.manual_seed(2)
+    model = ms.build_mlp()
+    before = meta.adaptation_curve(model, ms.held_out_tasks(0, 20)[0], steps=10, lr=ms.INNER_LR)
+    s = ms.default_settings(300, 0)["reptile"]
+    losses = meta.train_reptile(model, ms.SinusoidTasks(), s)
+    after = meta.adaptation_curve(model, ms.held_out_tasks(0, 20)[0], steps=10, lr=ms.INNER_LR)
+    assert len(losses) == 300 and np.all(np.isfinite(losses))
+    assert after[:, 10].mean() < before[:, 10].mean()
+
+
+def test_checkpoint_round_trip(tmp_path, trained):
+    size = ms.save_checkpoint(tmp_path / "m.pt", trained)
+    assert size < 1_000_000
+    back = ms.load_checkpoint(tmp_path / "m.pt")
+    x = torch.linspace(-5, 5, 7)[:, None]
+    for m in trained.models:
+        assert torch.allclose(back.models[m](x), trained.models[m](x))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ms.ParameterError, match="not a doascope"):
+        ms.load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_shipped_checkpoint_shows_maml_and_reptile_ahead_after_one_step():
+    if not ms.SHIPPED_CHECKPOINT.is_file():
+        pytest.skip("no shipped sinusoid checkpoint")
+    assert ms.SHIPPED_CHECKPOINT.stat().st_size < 1_000_000
+    run = ms.load_checkpoint(ms.SHIPPED_CHECKPOINT)
+    res = ms.evaluate(run.models, n_tasks=50, seed=11)
+    assert res["maml"]["mse"][1] < res["pretrained"]["mse"][1]
+    assert res["reptile"]["mse"][10] < res["pretrained"]["mse"][10]
+
+
+def test_headless_sinusoid_writes_figures_and_results(tmp_path):
+    import argparse
+
+    from doascope.app import meta_cli
+
+    parser = argparse.ArgumentParser()
+    meta_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["meta", "sinusoid", "--out", str(tmp_path / "run"), "--steps", "40", "--threads", "1",
+                              "--quiet"])
+    assert meta_cli.cmd_meta(args) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    for m in ("maml", "reptile", "pretrained"):
+        for s in (1, 10):
+            assert np.isfinite(results[f"{m}_mse"][str(s)])
+        assert len(results["curves"][m]["mse"]) == ms.EVAL_STEPS + 1
+    for name in ("predictions.png", "mse_vs_steps.png", "meta_training.png", "model.pt"):
+        assert (tmp_path / "run" / name).stat().st_size > 1000
+
+
+def test_the_tab_module_does_not_import_torch():
+    code = "import sys, doascope.app.gui.tabs.meta as m; assert m.MetaTab.unavailable() is None; " \
+           "assert 'torch' not in sys.modules, 'torch imported'"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    run = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
+def test_tab_trains_offscreen_and_shows_data(qtbot):
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pyqtgraph")
+    from doascope.app.gui.tabs.meta import MetaTab
+
+    messages = []
+    tab = MetaTab(SimpleNamespace(args=None, status=lambda text, error=False: messages.append((text, error))))
+    qtbot.addWidget(tab.widget)
+    tab.widget.show()
+    tab.iterations.setValue(30)
+    tab.start(threads=1)
+    try:
+        qtbot.waitUntil(lambda: tab.worker is None, timeout=60000)
+    finally:
+        tab.shutdown()
+    assert tab.message.text() == "", tab.message.text()
+    assert tab.progress.value() == tab.progress.maximum()
+    x, y = tab.true_curve.getData()
+    assert len(x) > 50 and np.all(np.isfinite(y))
+    assert len(tab.support_points.getData()[0]) == ms.K_SHOT
+    for m in ms.METHODS:
+        for s in (0, 1, 10):
+            assert np.all(np.isfinite(tab.prediction_curves[m][s].getData()[1]))
+        assert len(tab.mse_curves[m].getData()[0]) == ms.EVAL_STEPS + 1
+        assert len(tab.loss_curves[m].getData()[0]) > 0
+    tab.new_task()
+    assert len(tab.support_points.getData()[0]) == ms.K_SHOT
+
+
+def test_tab_loads_the_shipped_checkpoint(qtbot):
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pyqtgraph")
+    if not ms.SHIPPED_CHECKPOINT.is_file():
+        pytest.skip("no shipped sinusoid checkpoint")
+    from doascope.app.gui.tabs.meta import SHIPPED, MetaTab
+
+    assert SHIPPED == ms.SHIPPED_CHECKPOINT
+    tab = MetaTab(SimpleNamespace(args=None, status=lambda text, error=False: None))
+    qtbot.addWidget(tab.widget)
+    tab.load(SHIPPED)
+    try:
+        qtbot.waitUntil(lambda: tab.worker is None, timeout=60000)
+    finally:
+        tab.shutdown()
+    assert tab.message.text() == "", tab.message.text()
+    mse = {m: tab.mse_curves[m].getData()[1] for m in ms.METHODS}
+    assert mse["maml"][1] < mse["pretrained"][1]
+    assert "held-out MSE" in tab.table.text()
