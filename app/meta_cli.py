@@ -1,6 +1,12 @@
 """``doascope meta sinusoid``: meta-train MAML, Reptile and a jointly pre-trained MLP on sinusoid
 tasks headless, then write the networks, PNG figures and ``results.json`` (held-out query MSE after
-0..10 adaptation steps on K = 10 points)."""
+0..10 adaptation steps on K = 10 points).
+
+``doascope meta calibration``: the few-shot array calibration experiment of
+:mod:`doascope.models.meta_calibration` (accuracy and MAE against K and steps, PNGs and results.json).
+
+``doascope calibrate``: fine-tune a profile's DNN weights on a few labelled segments of a recording
+made with the user's own array, and save weights for ``--method dnn --weights W.pt``."""
 
 from __future__ import annotations
 
@@ -28,11 +34,47 @@ def register(subparsers) -> None:
     s.add_argument("--second-order", action="store_true", help="MAML with second derivatives (slower)")
     s.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
+    c = sub.add_parser("calibration", help="few-shot array calibration of the DOA network: figures and results.json")
+    c.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and results.json")
+    c.add_argument("--tasks", type=int, default=48, help="simulated training arrays/rooms (default 48)")
+    c.add_argument("--test-tasks", type=int, default=8, help="held-out arrays/rooms (default 8)")
+    c.add_argument("--iterations", type=int, default=1500, help="meta-iterations per method (default 1500)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the simulation and training (default 0)")
+    c.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default ~/.cache/doascope/meta_calibration)")
+    c.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    c.add_argument("--quiet", action="store_true", help="no progress lines")
+    register_calibrate(subparsers)
+
+
+def register_calibrate(subparsers) -> None:
+    """The ``calibrate`` command: adapt a profile's DNN weights to a real array from labelled segments."""
+    p = subparsers.add_parser("calibrate", help="adapt the dnn method's network to your array from a few labelled "
+                                                "segments of a recording (needs PyTorch)")
+    p.add_argument("--profile", "-p", required=True, help="shipped profile id or a TOML path (nominal geometry)")
+    p.add_argument("--file", "-f", required=True, help="multichannel recording of a talker at known directions")
+    p.add_argument("--labels", required=True, metavar="CSV",
+                   help="rows start_s,end_s,azimuth_deg: when the talker spoke from which azimuth (spread the "
+                        "directions: the network learns little about azimuths far from every label)")
+    p.add_argument("--weights", default=None, help="weights to start from (default: the profile's shipped ones)")
+    p.add_argument("--out", "-o", default=None, metavar="W.pt", help="where to write (default calibrated_<profile>.pt)")
+    p.add_argument("--steps", type=int, default=100, help="Adam steps on the labelled blocks (default 100)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--no-symmetry", action="store_true",
+                   help="do not multiply the labelled blocks by the array's rotational symmetries (a rotated or "
+                        "rescaled symmetric array keeps them, so by default a square array's 4 labelled "
+                        "directions teach 16)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    # cli.main dispatches on args.command: route through cmd_meta, which sees meta_command "calibrate"
+    p.set_defaults(command="meta", meta_command="calibrate")
 
 
 def cmd_meta(args) -> int:
+    if getattr(args, "meta_command", None) == "calibrate":
+        return cmd_calibrate(args)
+    if getattr(args, "meta_command", None) == "calibration":
+        return calibration(args)
     if getattr(args, "meta_command", None) != "sinusoid":
-        print("usage: doascope meta sinusoid --out DIR [--steps N] [--seed S]", file=sys.stderr)
+        print("usage: doascope meta sinusoid|calibration --out DIR", file=sys.stderr)
         return 2
     return sinusoid(args)
 
@@ -133,3 +175,228 @@ def _figures(out, run, curves, example, ms) -> None:
     fig.tight_layout()
     fig.savefig(os.path.join(out, "meta_training.png"), dpi=110)
     plt.close(fig)
+
+
+def calibration(args) -> int:
+    try:
+        import torch
+    except ImportError:
+        raise DoascopeError(TORCH_HINT) from None
+    from doascope.models import meta_calibration as mc
+
+    for name in ("tasks", "test_tasks", "iterations"):
+        if getattr(args, name) < 1:
+            raise ParameterError(f"--{name.replace('_', '-')} must be at least 1")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as exc:
+        raise DoascopeError(f"cannot create {args.out}: {exc.strerror or exc}") from None
+    torch.set_num_threads(max(1, min(args.threads, 2)))
+    cfg = mc.CalibConfig(train_tasks=args.tasks, test_tasks=args.test_tasks, iterations=args.iterations,
+                         seed=args.seed)
+    last = [0.0]
+
+    def progress(what, it, total):
+        if args.quiet or (time.perf_counter() - last[0] < 2 and it != total):
+            return
+        last[0] = time.perf_counter()
+        print(f"{mc.LABELS.get(what, what):>32}: {it:6d}/{total}", file=sys.stderr)
+
+    results, _run = mc.run_experiment(cfg, cache_dir=args.cache, progress=progress)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    calibration_figures(args.out, results)
+    if not args.quiet:
+        print_calibration_table(results)
+        print(f"wrote {args.out}/results.json, accuracy_vs_k.png, mae_vs_k.png, vs_steps.png")
+    return 0
+
+
+CAL_COLOURS = {"maml": "#e6194b", "reptile": "#3cb44b", "pretrained": "#4363d8", "none": "#808080",
+               "srp": "#000000", "srp_offset": "#f58231"}
+CAL_ORDER = ("none", "pretrained", "maml", "reptile", "srp", "srp_offset")
+
+
+def print_calibration_table(results) -> None:
+    ks = list(results["curves"])
+    steps = results["config"]["eval_steps"]
+    print(f"held-out arrays, after {steps} SGD steps on K blocks: accuracy within 10 deg / MAE")
+    print(f"{'':>32}  " + "  ".join(f"K={k:>3}        " for k in ks))
+    for m in CAL_ORDER:
+        s = results["summary"][m]
+        print(f"{results['labels'][m]:>32}  " + "  ".join(f"{s['acc10'][k]:5.1%} {s['mae'][k]:5.1f} deg" for k in ks))
+
+
+def calibration_figures(out, results) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ks = [int(k) for k in results["curves"]]
+    labels = results["labels"]
+    for key, name, ylabel in (("acc10", "accuracy_vs_k.png", "share of blocks within 10 deg"),
+                              ("mae", "mae_vs_k.png", "mean absolute error (deg)")):
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        for m in CAL_ORDER:
+            ax.plot(ks, [results["summary"][m][key][str(k)] for k in ks], marker="o", color=CAL_COLOURS[m],
+                    ls="--" if m.startswith("srp") or m == "none" else "-", label=labels[m])
+        ax.set_xlabel("K labelled blocks")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(ks)
+        ax.set_title(f"held-out perturbed arrays ({results['config']['eval_steps']} SGD steps)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, name), dpi=110)
+        plt.close(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    k = "5" if "5" in results["curves"] else str(ks[-1])
+    for ax, key, ylabel in zip(axes, ("acc10", "mae"), ("share within 10 deg", "MAE (deg)")):
+        for m in CAL_ORDER:
+            y = np.asarray(results["curves"][k][m][key])
+            ax.plot(np.arange(len(y)), y, color=CAL_COLOURS[m], ls="--" if m.startswith("srp") or m == "none" else "-",
+                    label=labels[m])
+        ax.set_xlabel("SGD steps on the K blocks")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"K = {k}")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "vs_steps.png"), dpi=110)
+    plt.close(fig)
+
+
+def read_labels(path) -> list[tuple[float, float, float]]:
+    """Rows start_s,end_s,azimuth_deg (a header line and # comments are skipped)."""
+    import csv
+    import math
+
+    rows = []
+    try:
+        with open(path, newline="") as f:
+            for n, row in enumerate(csv.reader(f), 1):
+                if not row or row[0].strip().startswith("#"):
+                    continue
+                try:
+                    a, b, az = (float(v) for v in row[:3])
+                except ValueError:
+                    if n == 1:
+                        continue  # header
+                    raise ParameterError(f"{path}:{n}: expected start_s,end_s,azimuth_deg, got {row!r}") from None
+                if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(az)) or not 0 <= a < b:
+                    raise ParameterError(f"{path}:{n}: need 0 <= start_s < end_s and a finite azimuth, got {row!r}")
+                rows.append((a, b, az % 360.0))
+    except OSError as exc:
+        raise ParameterError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not rows:
+        raise ParameterError(f"{path} has no labelled segments (rows start_s,end_s,azimuth_deg)")
+    return rows
+
+
+def calibration_examples(audio, fs, features, segments, *, frames_per_block=8, smoothing=0.5):
+    """Features and azimuths of the blocks that lie inside a labelled segment; each block also gives the
+    copy integrated over the segment's earlier blocks (as the engine's smoothing does)."""
+    import numpy as np
+    from doascope.dsp.stft import stft
+
+    nfft = features.gcc.nfft
+    hop = nfft // 2
+    X = stft(audio, nfft=nfft, hop=hop)
+    span = (frames_per_block - 1) * hop + nfft
+    xs, ys = [], []
+    for a, b, az in segments:
+        C_s = None
+        for blk in range(X.shape[2] // frames_per_block):
+            start = blk * frames_per_block * hop
+            if start < a * fs or start + span > b * fs:
+                continue
+            C = features.cross_spectra(np.ascontiguousarray(X[:, :, blk * frames_per_block:(blk + 1) * frames_per_block]))
+            C_s = C if C_s is None else smoothing * C_s + (1 - smoothing) * C
+            xs += [C, C_s]
+            ys += [az, az]
+    if not xs:
+        raise ParameterError("no analysis block lies inside the labelled segments: make them longer than "
+                             f"{span / fs:.2f} s, within the recording")
+    return features.features(np.stack(xs)), np.asarray(ys, np.float32)
+
+
+def rotate_examples(x, az, positions, spec):
+    """The examples repeated under every rotation (not mirror image) that maps the nominal array onto itself.
+
+    A rotation offset or spacing error of a symmetric array leaves it symmetric, so relabelling its mics
+    gives valid examples at rotated azimuths; mirror images are left out (they flip a rotation offset).
+    """
+    import numpy as np
+    from doascope.models.features import feature_permutation, symmetries
+
+    xs, ys = [], []
+    for angle, mirrored, perm in symmetries(positions):
+        if mirrored:
+            continue
+        xs.append(x[:, feature_permutation(perm, spec.n_lags, spec.n_bands)])
+        ys.append((az + angle) % 360.0)
+    return np.concatenate(xs), np.concatenate(ys).astype(np.float32)
+
+
+def cmd_calibrate(args) -> int:
+
+    from doascope.app.audio import read_recording
+    from doascope.hardware_profiles import load_profile
+    from doascope.models.dnn import (
+        N_AZIMUTH,
+        find_weights,
+        import_torch,
+        load_network,
+        load_weights,
+        save_weights,
+    )
+    from doascope.models.features import FeatureSpec, GccFeatures
+    from doascope.models.meta_calibration import angle_metrics, targets
+
+    torch = import_torch()
+    if args.steps < 0:
+        raise ParameterError("--steps must be at least 0")
+    torch.set_num_threads(max(1, min(args.threads, 2)))
+    profile = load_profile(args.profile)
+    src = find_weights(profile.positions) if args.weights is None else args.weights
+    meta, state = load_weights(src)
+    spec = FeatureSpec.from_dict(meta["features"])
+    audio, fs = read_recording(args.file, profile)
+    if round(fs) != spec.fs:
+        raise ParameterError(f"the weights work at {spec.fs} Hz but the recording is read at {fs} Hz")
+    segments = read_labels(args.labels)
+    feats = GccFeatures(profile.positions, spec)
+    x, az = calibration_examples(audio, fs, feats, segments)
+    n_labelled = len(az)
+    if not args.no_symmetry:
+        x, az = rotate_examples(x, az, profile.positions, spec)
+    n_out = int(meta.get("n_out", N_AZIMUTH))
+    xt = torch.from_numpy(x)
+    yt = torch.from_numpy(targets(az, float(meta.get("sigma", 6.0)), n_out))
+    model = load_network(meta, state)
+    model.eval()  # no dropout: a few blocks, a few steps
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    with torch.no_grad():
+        before = angle_metrics(model(xt), yt).tolist()
+        loss0 = float(loss_fn(model(xt), yt))
+    for _ in range(args.steps):
+        loss = loss_fn(model(xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = angle_metrics(model(xt), yt).tolist()
+        loss1 = float(loss_fn(model(xt), yt))
+    out = args.out or f"calibrated_{profile.id.replace(os.sep, '_')}.pt"
+    meta = dict(meta, calibration={"from": str(src), "recording": os.path.basename(str(args.file)),
+                                   "segments": len(segments), "blocks": len(az), "steps": args.steps,
+                                   "lr": args.lr, "loss_before": loss0, "loss_after": loss1,
+                                   "acc10_before": before[0], "acc10_after": after[0],
+                                   "mae_before": before[1], "mae_after": after[1]})
+    save_weights(out, model, meta)
+    print(f"{len(segments)} segments, {n_labelled} blocks ({len(az)} with symmetries): on these, within 10 deg "
+          f"{before[0]:.0%} -> {after[0]:.0%}, MAE {before[1]:.1f} -> {after[1]:.1f} deg "
+          f"(the labelled blocks themselves: check on a fresh recording)")
+    print(f"wrote {out}: use it with --method dnn --weights {out}")
+    return 0
