@@ -80,36 +80,41 @@ def _open_output(path: str):
             yield fh
 
 
-def block_record(result) -> dict:
-    """The DESIGN.md `locate` record of one block."""
-    return {"t": round(result.t, 4), "sources": [p.as_dict() for p in result.peaks]}
+def block_record(t: float, found) -> dict:
+    """The DESIGN.md `locate` record of one block: directions (Peak) or positions (SourcePosition)."""
+    return {"t": round(t, 4), "sources": [s.as_dict() for s in found]}
 
 
 def cmd_locate(args) -> int:
     from doascope.app.audio import read_recording
 
     profile = load_profile(args.profile)
-    if getattr(args, "mode", "doa") == "position":
-        return _locate_positions(args, profile)
-    localizer = build_localizer(args, profile)
+    position = getattr(args, "mode", "doa") == "position"
+    localizer = build_position_localizer(args, profile) if position else build_localizer(args, profile)
     audio, fs = read_recording(args.file, profile)
     if audio.shape[0] < localizer.block_samples:
         raise ParameterError(f"{args.file} is shorter ({audio.shape[0] / fs:.3f} s) than one analysis block "
                              f"({localizer.block_samples / fs:.3f} s)")
+    columns = ("x", "y", "z", "power") if position else ("azimuth", "elevation", "power")
     track: list[tuple[float, float, float]] = []
     with _open_output(args.output) as out:
         if args.format == "csv":
-            out.write("t,rank,azimuth,elevation,power\n")
+            out.write(",".join(("t", "rank") + columns) + "\n")
         for res in localizer.locate(audio, fs):
+            found = res.sources if position else res.peaks
             if args.format == "jsonl":
-                out.write(json.dumps(block_record(res)) + "\n")
+                out.write(json.dumps(block_record(res.t, found)) + "\n")
             else:
-                if not res.peaks:
-                    out.write(f"{res.t:.4f},,,,\n")
-                for rank, p in enumerate(res.peaks):
-                    out.write(f"{res.t:.4f},{rank},{p.azimuth:.2f},{p.elevation:.2f},{p.power:.4f}\n")
-            track.extend((res.t, p.azimuth, p.power) for p in res.peaks)
-    if args.plot:
+                if not found:
+                    out.write(f"{res.t:.4f}" + "," * (len(columns) + 1) + "\n")
+                for rank, s in enumerate(found):
+                    d = s.as_dict()
+                    out.write(f"{res.t:.4f},{rank}," + ",".join(str(d[k]) for k in columns) + "\n")
+            if not position:
+                track.extend((res.t, p.azimuth, p.power) for p in found)
+    if args.plot and position:
+        print("doascope: --plot draws azimuths; it is ignored in position mode", file=sys.stderr)
+    elif args.plot:
         from doascope.app.plots import azimuth_plot
 
         azimuth_plot(track, args.plot, title=f"{args.file} - {profile.name} - {args.method}",
@@ -149,32 +154,3 @@ def build_position_localizer(args, profile: Profile, *, step: int | None = None)
     return PositionLocalizer(profile.positions, room=profile.room, fs=profile.sample_rate,
                              hop=getattr(args, "hop", None), search=search, groups=profile.groups,
                              n_sources=args.sources, step=step, **opts)
-
-
-def position_record(result) -> dict:
-    """The `locate --mode position` record of one block: positions in the room frame, metres."""
-    return {"t": round(result.t, 4), "sources": [s.as_dict() for s in result.sources]}
-
-
-def _locate_positions(args, profile: Profile) -> int:
-    from doascope.app.audio import read_recording
-
-    localizer = build_position_localizer(args, profile)
-    audio, fs = read_recording(args.file, profile)
-    if audio.shape[0] < localizer.block_samples:
-        raise ParameterError(f"{args.file} is shorter ({audio.shape[0] / fs:.3f} s) than one analysis block "
-                             f"({localizer.block_samples / fs:.3f} s)")
-    with _open_output(args.output) as out:
-        if args.format == "csv":
-            out.write("t,rank,x,y,z,power\n")
-        for res in localizer.locate(audio, fs):
-            if args.format == "jsonl":
-                out.write(json.dumps(position_record(res)) + "\n")
-            else:
-                if not res.sources:
-                    out.write(f"{res.t:.4f},,,,,\n")
-                for rank, s in enumerate(res.sources):
-                    out.write(f"{res.t:.4f},{rank},{s.x:.3f},{s.y:.3f},{s.z:.3f},{s.power:.4f}\n")
-    if getattr(args, "plot", None):
-        print("doascope: --plot draws azimuths; it is ignored in position mode", file=sys.stderr)
-    return 0

@@ -309,6 +309,15 @@ def _check_positions(positions) -> np.ndarray:
     return p
 
 
+def _check_rt60_snr(rt60, snr_db) -> tuple[float, float]:
+    rt60, snr_db = float(rt60), float(snr_db)
+    if not math.isfinite(rt60) or rt60 < 0.0 or rt60 > 5.0:
+        raise ParameterError(f"rt60 must be 0 (anechoic) to 5 seconds, got {rt60!r}.")
+    if math.isnan(snr_db) or snr_db == -math.inf:
+        raise ParameterError(f"snr_db must be a number of dB (inf for no noise), got {snr_db!r}.")
+    return rt60, snr_db
+
+
 def _check_room(room_dim) -> np.ndarray:
     r = np.asarray(room_dim, dtype=np.float64)
     if r.shape != (3,) or not np.all(np.isfinite(r)) or np.any(r < 1.0):
@@ -554,12 +563,7 @@ def simulate_scene(
     fs = _check_fs(fs)
     duration = _check_duration(duration)
     room = _check_room(room_dim)
-    rt60 = float(rt60)
-    if not math.isfinite(rt60) or rt60 < 0.0 or rt60 > 5.0:
-        raise ParameterError(f"rt60 must be 0 (anechoic) to 5 seconds, got {rt60!r}.")
-    snr_db = float(snr_db)
-    if math.isnan(snr_db) or snr_db == -math.inf:
-        raise ParameterError(f"snr_db must be a number of dB (inf for no noise), got {snr_db!r}.")
+    rt60, snr_db = _check_rt60_snr(rt60, snr_db)
     if max_order is not None and (
         isinstance(max_order, bool) or not isinstance(max_order, (int, np.integer)) or max_order < 0
     ):
@@ -856,12 +860,7 @@ def simulate_room(
     fs = _check_fs(fs)
     duration = _check_duration(duration)
     room = _check_room(room_dim)
-    rt60 = float(rt60)
-    if not math.isfinite(rt60) or rt60 < 0.0 or rt60 > 5.0:
-        raise ParameterError(f"rt60 must be 0 (anechoic) to 5 seconds, got {rt60!r}.")
-    snr_db = float(snr_db)
-    if math.isnan(snr_db) or snr_db == -math.inf:
-        raise ParameterError(f"snr_db must be a number of dB (inf for no noise), got {snr_db!r}.")
+    rt60, snr_db = _check_rt60_snr(rt60, snr_db)
     if np.any(mics < _MIC_WALL_MARGIN - 1e-9) or np.any(mics > room - _MIC_WALL_MARGIN + 1e-9):
         raise ParameterError(f"Some microphones are outside the room or within {_MIC_WALL_MARGIN} m of a wall.")
     if np.any(src < _SOURCE_WALL_MARGIN - 1e-9) or np.any(src > room - _SOURCE_WALL_MARGIN + 1e-9):
