@@ -256,34 +256,10 @@ class Tracker:
             for k in sorted(np.nonzero(free)[0], key=lambda k: -kept[k].power):
                 self._birth(t, z[k], kept[k].power, r)
 
-        survivors = []
-        ready: set[_Track] = set()
-        for tr in self._tracks:
-            if tr.birth < t:  # a newborn's birth frame was counted at birth
-                tr.updates += 1
-                tr.hits += tr.hit
-                tr.activity += (float(tr.hit) - tr.activity) * smooth
-            if tr.hit:
-                tr.last_hit = t
-            age, ratio = t - tr.birth, tr.hits / tr.updates
-            if tr.id:
-                if t - tr.last_hit < p["death_time"]:
-                    survivors.append(tr)
-                continue
-            # Evidence must span confirm_time: only a hit at that age or later can confirm, so a
-            # burst of peaks shorter than confirm_time never shows up as a source.
-            if tr.hit and age >= p["confirm_time"] and ratio >= p["confirm_ratio"]:
-                ready.add(tr)
-            elif age >= p["tentative_time"] or (not tr.hit and age >= p["confirm_time"] and ratio < p["confirm_ratio"]):
-                continue  # dropped silently: tentative ids are never shown
-            survivors.append(tr)
+        survivors, ready = _count_frame(self._tracks, t, smooth, p)
         self._tracks = self._merged(survivors)
-
         # Merge before confirming, so that an id once shown is never a duplicate dropped at once.
-        for tr in sorted(self._tracks, key=lambda tr: tr.birth):
-            if tr in ready:
-                tr.id = self._next_id
-                self._next_id += 1
+        self._next_id = _confirm(self._tracks, ready, self._next_id)
         self._published = tuple(self._state(tr, t) for tr in sorted(self._tracks, key=lambda tr: tr.id) if tr.id)
         return self._published
 
@@ -354,6 +330,43 @@ class Tracker:
         x, y, z = (float(c) for c in tr.p)
         return TrackState(tr.id, float(az), 0.0 if self._params["planar"] else float(el), x, y, z,
                           float(tr.activity), t - tr.birth, tr.power)
+
+
+def _count_frame(tracks, t: float, smooth: float, p: dict) -> tuple[list, set]:
+    """One frame of every track's life, shared by both trackers: count its hit, smooth its
+    activity, and decide who survives (confirmed tracks until death_time without a hit; tentative
+    ones until tentative_time, or sooner once their hit ratio falls short after confirm_time) and
+    which tentative tracks are ready to be confirmed."""
+    survivors, ready = [], set()
+    for tr in tracks:
+        if tr.birth < t:  # a newborn's birth frame was counted at birth
+            tr.updates += 1
+            tr.hits += tr.hit
+            tr.activity += (float(tr.hit) - tr.activity) * smooth
+        if tr.hit:
+            tr.last_hit = t
+        age, ratio = t - tr.birth, tr.hits / tr.updates
+        if tr.id:
+            if t - tr.last_hit < p["death_time"]:
+                survivors.append(tr)
+            continue
+        # Evidence must span confirm_time: only a hit at that age or later can confirm, so a
+        # burst of peaks shorter than confirm_time never shows up as a source.
+        if tr.hit and age >= p["confirm_time"] and ratio >= p["confirm_ratio"]:
+            ready.add(tr)
+        elif age >= p["tentative_time"] or (not tr.hit and age >= p["confirm_time"] and ratio < p["confirm_ratio"]):
+            continue  # dropped silently: tentative ids are never shown
+        survivors.append(tr)
+    return survivors, ready
+
+
+def _confirm(tracks, ready: set, next_id: int) -> int:
+    """Give the ready tracks that survived merging their ids, oldest first; returns the next id."""
+    for tr in sorted(tracks, key=lambda tr: tr.birth):
+        if tr in ready:
+            tr.id = next_id
+            next_id += 1
+    return next_id
 
 
 # --------------------------------------------------------------------------------------------------
@@ -453,27 +466,14 @@ class PositionTracker:
             for k in np.nonzero(free)[0]:
                 if len(self._tracks) < self.max_tracks:
                     self._tracks.append(_PosTrack(t, z[k], sources[k].power))
-        kept = []
-        for tr in self._tracks:
-            if tr.birth < t:
-                tr.updates += 1
-                tr.hits += tr.hit
-                tr.activity += (float(tr.hit) - tr.activity) * smooth
-            if tr.hit:
-                tr.last_hit = t
-            age, ratio = t - tr.birth, tr.hits / tr.updates
-            if not tr.id:
-                if tr.hit and age >= self.confirm_time and ratio >= self.confirm_ratio:
-                    tr.id, self._next_id = self._next_id, self._next_id + 1
-                elif age >= self.tentative_time:
-                    continue
-            elif t - tr.last_hit > self.death_time:
-                continue
-            kept.append(tr)
+        params = {"confirm_time": self.confirm_time, "confirm_ratio": self.confirm_ratio,
+                  "tentative_time": self.tentative_time, "death_time": self.death_time}
+        kept, ready = _count_frame(self._tracks, t, smooth, params)
         # Two tracks on one talker (a second peak from the same source's reflections): keep the older.
         kept.sort(key=lambda tr: tr.birth)
         self._tracks = [tr for i, tr in enumerate(kept)
                         if all(np.linalg.norm(tr.p - o.p) > self.merge_m for o in kept[:i])]
+        self._next_id = _confirm(self._tracks, ready, self._next_id)
         return self.tracks
 
     @property
