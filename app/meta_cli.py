@@ -294,23 +294,34 @@ def read_labels(path) -> list[tuple[float, float, float]]:
 
 
 def calibration_examples(audio, fs, features, segments, *, frames_per_block=8, smoothing=0.5):
-    """Features and azimuths of the blocks that lie inside a labelled segment; each block also gives the
-    copy integrated over the segment's earlier blocks (as the engine's smoothing does)."""
+    """Features and azimuths of the labelled stretches, as the network was trained on them.
+
+    A per-frame network gets every STFT frame that lies inside a segment; a block network every block
+    inside one, and also the copy integrated over the segment's earlier blocks (as the engine's
+    smoothing does).
+    """
     import numpy as np
     from doascope.dsp.stft import stft
 
     nfft = features.gcc.nfft
     hop = nfft // 2
     X = stft(audio, nfft=nfft, hop=hop)
-    span = (frames_per_block - 1) * hop + nfft
+    per_frame = features.spec.per_frame
+    length = 1 if per_frame else frames_per_block
+    span = (length - 1) * hop + nfft
     xs, ys = [], []
     for a, b, az in segments:
         C_s = None
-        for blk in range(X.shape[2] // frames_per_block):
-            start = blk * frames_per_block * hop
+        for blk in range(X.shape[2] // length):
+            start = blk * length * hop
             if start < a * fs or start + span > b * fs:
                 continue
-            C = features.cross_spectra(np.ascontiguousarray(X[:, :, blk * frames_per_block:(blk + 1) * frames_per_block]))
+            block = np.ascontiguousarray(X[:, :, blk * length:(blk + 1) * length])
+            if per_frame:
+                xs.append(features.frame_cross_spectra(block)[0])
+                ys.append(az)
+                continue
+            C = features.cross_spectra(block)
             C_s = C if C_s is None else smoothing * C_s + (1 - smoothing) * C
             xs += [C, C_s]
             ys += [az, az]
@@ -320,22 +331,23 @@ def calibration_examples(audio, fs, features, segments, *, frames_per_block=8, s
     return features.features(np.stack(xs)), np.asarray(ys, np.float32)
 
 
-def rotate_examples(x, az, positions, spec):
+def rotate_examples(x, az, positions, features):
     """The examples repeated under every rotation (not mirror image) that maps the nominal array onto itself.
 
     A rotation offset or spacing error of a symmetric array leaves it symmetric, so relabelling its mics
     gives valid examples at rotated azimuths; mirror images are left out (they flip a rotation offset).
     """
     import numpy as np
-    from doascope.models.features import feature_permutation, symmetries
+    from doascope.models.features import symmetries
 
     xs, ys = [], []
     for angle, mirrored, perm in symmetries(positions):
         if mirrored:
             continue
-        xs.append(x[:, feature_permutation(perm, spec.n_lags, spec.n_bands)])
+        index, sign = features.relabel(perm)
+        xs.append(x[:, index] * (1.0 if sign is None else sign))
         ys.append((az + angle) % 360.0)
-    return np.concatenate(xs), np.concatenate(ys).astype(np.float32)
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32)
 
 
 def cmd_calibrate(args) -> int:
@@ -350,7 +362,7 @@ def cmd_calibrate(args) -> int:
         load_weights,
         save_weights,
     )
-    from doascope.models.features import FeatureSpec, GccFeatures
+    from doascope.models.features import FeatureSpec, make_features
     from doascope.models.meta_calibration import angle_metrics, targets
 
     torch = import_torch()
@@ -365,11 +377,11 @@ def cmd_calibrate(args) -> int:
     if round(fs) != spec.fs:
         raise ParameterError(f"the weights work at {spec.fs} Hz but the recording is read at {fs} Hz")
     segments = read_labels(args.labels)
-    feats = GccFeatures(profile.positions, spec)
+    feats = make_features(profile.positions, spec)
     x, az = calibration_examples(audio, fs, feats, segments)
     n_labelled = len(az)
     if not args.no_symmetry:
-        x, az = rotate_examples(x, az, profile.positions, spec)
+        x, az = rotate_examples(x, az, profile.positions, feats)
     n_out = int(meta.get("n_out", N_AZIMUTH))
     xt = torch.from_numpy(x)
     yt = torch.from_numpy(targets(az, float(meta.get("sigma", 6.0)), n_out))
@@ -395,7 +407,8 @@ def cmd_calibrate(args) -> int:
                                    "acc10_before": before[0], "acc10_after": after[0],
                                    "mae_before": before[1], "mae_after": after[1]})
     save_weights(out, model, meta)
-    print(f"{len(segments)} segments, {n_labelled} blocks ({len(az)} with symmetries): on these, within 10 deg "
+    unit = "frames" if spec.per_frame else "blocks"
+    print(f"{len(segments)} segments, {n_labelled} {unit} ({len(az)} with symmetries): on these, within 10 deg "
           f"{before[0]:.0%} -> {after[0]:.0%}, MAE {before[1]:.1f} -> {after[1]:.1f} deg "
           f"(the labelled blocks themselves: check on a fresh recording)")
     print(f"wrote {out}: use it with --method dnn --weights {out}")

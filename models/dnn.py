@@ -1,7 +1,7 @@
-"""The DNN estimator: an MLP on GCC-PHAT features with a Gaussian-coded azimuth output.
+"""The DNN estimator: an MLP on PHAT cross-spectrum features with a Gaussian-coded azimuth output.
 
-The network maps the features of :mod:`doascope.models.features` (GCC-PHAT of all pairs on a fixed
-lag window) to ``N_AZIMUTH`` sigmoid outputs, one per degree of azimuth; it was trained to output
+The network maps the features of :mod:`doascope.models.features` (per-bin cross-spectra, or GCC-PHAT
+on a fixed lag window, of all pairs) to ``N_AZIMUTH`` sigmoid outputs, one per degree of azimuth; it was trained to output
 a Gaussian bump (``sigma`` degrees) at every active source, so the standard peak picking finds
 several sources and an unknown count (He et al. 2018; Adavanne et al. 2018). Its statistics are
 the pairs' PHAT cross-spectra, so the engine's temporal integration works as for SRP-PHAT.
@@ -20,7 +20,7 @@ import numpy as np
 
 from doascope import DoascopeError, ParameterError, __version__
 from doascope.dsp.estimators import Estimator, register
-from doascope.models.features import FeatureSpec, GccFeatures
+from doascope.models.features import FeatureSpec, make_features, symmetries
 
 N_AZIMUTH = 360             # output bins, one per degree
 WEIGHT_FORMAT = 1           # bumped when the file layout changes
@@ -116,17 +116,26 @@ def load_network(meta: dict, state: dict):
     return model
 
 
+def _interpolation(azimuth, n_out: int):
+    """(lo, hi, frac) to read n_out bins of 360/n_out degrees linearly at the given azimuths."""
+    pos = (np.asarray(azimuth, dtype=np.float64) % 360.0) * n_out / 360.0
+    lo = np.floor(pos).astype(np.int64) % n_out
+    return lo, (lo + 1) % n_out, (pos - np.floor(pos)).astype(np.float32)
+
+
 @register("dnn")
 class DnnEstimator(Estimator):
     """A network trained on simulated rooms for one array (see ``doascope train``).
 
-    Extra option: ``weights`` = path of a weight file; None finds the shipped weights for the
-    geometry. Circle grids only: the network outputs azimuth.
+    Extra options: ``weights`` = path of a weight file; None finds the shipped weights for the
+    geometry. ``symmetrize`` (default True) averages the network's answers over the array's
+    symmetries (8 forward rows for a square, 12 for a hexagon; one without). Circle grids only: the
+    network outputs azimuth.
     """
 
     absolute_scale = True
 
-    def __init__(self, positions, *, weights=None, **kw):
+    def __init__(self, positions, *, weights=None, symmetrize: bool = True, **kw):
         super().__init__(positions, **kw)
         if self.grid.kind != "circle":
             raise ParameterError("the dnn method estimates azimuth only: use a circle grid (--grid circle)")
@@ -140,29 +149,56 @@ class DnnEstimator(Estimator):
         if round(self.fs) != spec.fs:
             raise ParameterError(f"{path.name} was trained at {spec.fs} Hz but the audio is at {self.fs:g} Hz: "
                                  f"resample it, or train weights with `doascope train --profile {pid}`")
+        if spec.kind == "phase" and self.nfft != spec.nfft:
+            raise ParameterError(f"{path.name} reads spectra of {spec.nfft} bins' FFTs but the STFT size is "
+                                 f"{self.nfft}: use --nfft {spec.nfft}")
         self.meta = meta
         self.weights_path = path
-        self.features = GccFeatures(self.positions, spec, nfft=self.nfft, c=self.c)
+        self.features = make_features(self.positions, spec, nfft=self.nfft, c=self.c)
         # Cross-spectra live on the network's band, whatever band the caller asked for.
         self.bins = self.features.gcc.bins
         self.model = load_network(meta, state)
         self._torch = import_torch()
         # Output bin k is azimuth k * 360 / n_out: interpolate linearly onto the grid's azimuths.
         n_out = int(meta["n_out"])
-        pos = (np.asarray(self.grid.azimuth) % 360.0) * n_out / 360.0
-        self._lo = np.floor(pos).astype(np.int64) % n_out
-        self._hi = (self._lo + 1) % n_out
-        self._frac = (pos - np.floor(pos)).astype(np.float32)
+        self._lo, self._hi, self._frac = _interpolation(np.asarray(self.grid.azimuth), n_out)
+        # Symmetry averaging: the network sees the block once per symmetry of the array (the mics
+        # relabelled as if the scene were turned or mirrored, as in training) and each answer is
+        # turned back, so the output is exactly as symmetric as the array, at G forward rows.
+        group = symmetries(self.positions) if symmetrize else [(0.0, False, np.arange(len(self.positions)))]
+        rel = [self.features.relabel(perm) for _, _, perm in group]
+        self._index = np.stack([i for i, _ in rel])
+        self._sign = np.stack([np.ones(len(i), np.float32) if sg is None else sg for i, sg in rel])
+        out_az = np.arange(n_out) * (360.0 / n_out)
+        maps = [_interpolation((-out_az if m else out_az) + angle, n_out) for angle, m, _ in group]
+        self._g_lo, self._g_hi, self._g_frac = (np.stack(a) for a in zip(*maps))
+        self._rows = np.arange(len(group))[:, None]
 
     def _statistics(self, X):
+        if self.features.spec.per_frame:
+            # A frame network's statistics are its outputs averaged over the block's frames, so
+            # temporal integration averages the network's answers over blocks.
+            return self._forward(self.features.features(self.features.frame_cross_spectra(X)), symmetrize=False)
         return self.features.cross_spectra(X)
 
-    def probabilities(self, stats) -> np.ndarray:
-        """Network output (n_out,) float32 in [0, 1], one bin per 360/n_out degrees."""
-        f = self.features.features(stats)
+    def _forward(self, f, symmetrize: bool) -> np.ndarray:
+        """Mean network output (n_out,) float32 over rows of features f (rows, F), each also seen
+        under every symmetry of the array when ``symmetrize``."""
+        if symmetrize:
+            f = f[:, self._index] * self._sign                                # (rows, G, F)
         with self._torch.inference_mode():
-            y = self._torch.sigmoid(self.model(self._torch.from_numpy(f[None, :])))[0]
-        return y.numpy()
+            y = self._torch.sigmoid(self.model(self._torch.from_numpy(np.ascontiguousarray(f)))).numpy()
+        if symmetrize:
+            y = (1.0 - self._g_frac) * y[:, self._rows, self._g_lo] + self._g_frac * y[:, self._rows, self._g_hi]
+            y = y.reshape(-1, y.shape[-1])
+        return y.mean(axis=0).astype(np.float32)
+
+    def probabilities(self, stats) -> np.ndarray:
+        """Network output (n_out,) float32 in [0, 1], one bin per 360/n_out degrees, averaged over
+        the array's symmetries (over frames too, for a per-frame network)."""
+        if self.features.spec.per_frame:
+            return np.asarray(stats, dtype=np.float32)
+        return self._forward(self.features.features(stats)[None, :], symmetrize=True)
 
     def spectrum_from(self, stats):
         p = self.probabilities(stats)

@@ -1,10 +1,16 @@
-"""Network inputs from dsp: GCC-PHAT of all microphone pairs on a fixed window of lags.
+"""Network inputs from dsp: the PHAT cross-spectra of all microphone pairs, in one of two forms.
 
-The features of a block are the PHAT cross-spectra of every pair (the same statistics the
-classical estimators average over blocks) turned into correlations at ``n_lags`` lags spanning
-+-``lag_margin`` times the array's largest travel time, then scaled so the largest magnitude is 1.
-Scaling removes the coherence level (which temporal integration and reverberation change) and keeps
-the shape, which is what carries the direction.
+Both start from a block's PHAT cross-spectra of every pair (the same statistics the classical
+estimators average over blocks, so the engine's temporal integration applies unchanged):
+
+- ``kind="gcc"``: correlations at ``n_lags`` lags spanning +-``lag_margin`` times the array's
+  largest travel time (in ``n_bands`` log-spaced sub-bands), scaled so the largest magnitude is 1.
+  Scaling removes the coherence level and keeps the shape (He et al. 2018).
+- ``kind="phase"``: the cross-spectra themselves, real and imaginary parts per frequency bin
+  (averaged over groups of ``pool`` adjacent bins), after Chakrabarty & Habets' phase map. Each bin
+  keeps its own phase and coherence (the frame-averaged unit phasors shrink where sources or
+  reflections mix), which is what lets a network separate two talkers the way subspace methods do,
+  where the broadband correlation has already summed them together.
 
 No torch here: the features are plain numpy, so the training cache and the estimator share them.
 """
@@ -20,6 +26,7 @@ from doascope.dsp.gcc import GccPhat
 
 #: bumped whenever the features change meaning: weights record it and are refused on a mismatch
 FEATURE_VERSION = 1
+FEATURE_KINDS = ("gcc", "phase")
 
 
 @dataclass(frozen=True)
@@ -32,10 +39,21 @@ class FeatureSpec:
     n_lags: int = 51
     lag_margin: float = 1.15
     n_bands: int = 1                 # sub-bands (log-spaced), each with its own correlation
+    kind: str = "gcc"                # "gcc" or "phase" (see the module docstring)
+    pool: int = 1                    # phase: adjacent bins averaged into one feature
+    per_frame: bool = False          # features of each STFT frame, not of the block's average
+
+    def __post_init__(self):
+        if self.kind not in FEATURE_KINDS:
+            raise ParameterError(f"unknown feature kind {self.kind!r}: use one of {', '.join(FEATURE_KINDS)}")
+        if self.pool < 1 or self.n_bands < 1 or self.n_lags < 2:
+            raise ParameterError(f"pool and n_bands must be >= 1 and n_lags >= 2, got {self.pool}, "
+                                 f"{self.n_bands}, {self.n_lags}")
 
     def as_dict(self) -> dict:
         return {"fs": self.fs, "nfft": self.nfft, "band": list(self.band), "n_lags": self.n_lags,
-                "lag_margin": self.lag_margin, "n_bands": self.n_bands, "version": FEATURE_VERSION}
+                "lag_margin": self.lag_margin, "n_bands": self.n_bands, "kind": self.kind, "pool": self.pool,
+                "per_frame": self.per_frame, "version": FEATURE_VERSION}
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureSpec:
@@ -43,20 +61,82 @@ class FeatureSpec:
             raise ParameterError(f"the weights use feature version {d.get('version')}, this doascope "
                                  f"computes version {FEATURE_VERSION}: retrain them with `doascope train`")
         return cls(int(d["fs"]), int(d["nfft"]), (float(d["band"][0]), float(d["band"][1])),
-                   int(d["n_lags"]), float(d["lag_margin"]), int(d.get("n_bands", 1)))
+                   int(d["n_lags"]), float(d["lag_margin"]), int(d.get("n_bands", 1)),
+                   str(d.get("kind", "gcc")), int(d.get("pool", 1)), bool(d.get("per_frame", False)))
 
 
-class GccFeatures:
-    """GCC-PHAT features (pairs * n_lags,) float32 of an array for one :class:`FeatureSpec`.
+def make_features(positions, spec: FeatureSpec, *, nfft: int | None = None, c: float = SPEED_OF_SOUND):
+    """The feature computer of ``spec.kind`` for an array."""
+    cls = PhaseFeatures if spec.kind == "phase" else GccFeatures
+    return cls(positions, spec, nfft=nfft, c=c)
+
+
+class PairFeatures:
+    """Features of the PHAT cross-spectra of all pairs; subclasses say how.
 
     ``cross_spectra(X)`` takes an STFT block (mics, freqs, frames) complex64 of ``nfft`` and returns
     (pairs, B) complex64; ``features(C)`` maps cross-spectra, possibly averaged over blocks, or a
-    batch (..., pairs, B) of them, to features (..., pairs * n_lags).
+    batch (..., pairs, B) of them, to features (..., size) float32; ``relabel(perm)`` gives the
+    (index, sign) with which ``features[..., index] * sign`` are the features after relabelling mic
+    i as perm[i] (see :func:`symmetries`; sign is None where no sign changes).
     """
 
     def __init__(self, positions, spec: FeatureSpec, *, nfft: int | None = None, c: float = SPEED_OF_SOUND):
         self.spec = spec
         self.gcc = GccPhat(positions, fs=spec.fs, nfft=nfft or spec.nfft, band=spec.band, c=c)
+
+    @property
+    def n_pairs(self) -> int:
+        return self.gcc.pairs.shape[0]
+
+    def cross_spectra(self, X) -> np.ndarray:
+        return self.gcc.cross_spectra(X)
+
+    def frame_cross_spectra(self, X) -> np.ndarray:
+        """(frames, pairs, B) complex64 PHAT cross-spectra of each frame of a block (their mean over
+        frames is ``cross_spectra(X)``)."""
+        Y = np.asarray(X)[:, self.gcc.bins, :]
+        Y = Y / (np.abs(Y) + np.float32(1e-12))
+        i, j = self.gcc.pairs[:, 0], self.gcc.pairs[:, 1]
+        return np.ascontiguousarray((Y[i] * np.conj(Y[j])).transpose(2, 0, 1)).astype(np.complex64)
+
+
+class PhaseFeatures(PairFeatures):
+    """Real and imaginary parts of each pair's cross-spectrum per (pooled) bin: (pairs * 2 * K,)."""
+
+    def __init__(self, positions, spec: FeatureSpec, *, nfft: int | None = None, c: float = SPEED_OF_SOUND):
+        super().__init__(positions, spec, nfft=nfft, c=c)
+        n_bins = self.gcc.bins.size
+        self.n_cols = -(-n_bins // spec.pool)
+        group = np.arange(n_bins) // spec.pool
+        P = np.zeros((n_bins, self.n_cols), np.float32)
+        P[np.arange(n_bins), group] = 1.0
+        self._P = (P / P.sum(axis=0, keepdims=True)).astype(np.complex64)   # (B, K) bin averaging
+
+    @property
+    def size(self) -> int:
+        return self.n_pairs * 2 * self.n_cols
+
+    def features(self, C) -> np.ndarray:
+        z = np.asarray(C) @ self._P if self.spec.pool > 1 else np.asarray(C)   # (..., P, K)
+        r = np.stack([z.real, z.imag], axis=-2).astype(np.float32)          # (..., P, 2, K)
+        return r.reshape(*r.shape[:-3], -1)
+
+    def relabel(self, perm):
+        """A pair in the other order has the conjugate cross-spectrum: its imaginary part flips."""
+        idx, flipped = _pair_relabel(perm)
+        k = self.n_cols
+        block = np.arange(2 * k)
+        index = np.concatenate([p * 2 * k + block for p in idx])
+        sign = np.concatenate([np.r_[np.ones(k), (-1.0 if f else 1.0) * np.ones(k)] for f in flipped])
+        return index, sign.astype(np.float32)
+
+
+class GccFeatures(PairFeatures):
+    """GCC-PHAT features (pairs * n_bands * n_lags,) float32 of an array for one :class:`FeatureSpec`."""
+
+    def __init__(self, positions, spec: FeatureSpec, *, nfft: int | None = None, c: float = SPEED_OF_SOUND):
+        super().__init__(positions, spec, nfft=nfft, c=c)
         pos = self.gcc.positions
         pairs = self.gcc.pairs
         tmax = np.linalg.norm(pos[pairs[:, 1]] - pos[pairs[:, 0]], axis=1).max() / c
@@ -73,15 +153,11 @@ class GccFeatures:
         self._E = E.reshape(f.size, -1).astype(np.complex64)
 
     @property
-    def n_pairs(self) -> int:
-        return self.gcc.pairs.shape[0]
-
-    @property
     def size(self) -> int:
         return self.n_pairs * self.spec.n_bands * self.spec.n_lags
 
-    def cross_spectra(self, X) -> np.ndarray:
-        return self.gcc.cross_spectra(X)
+    def relabel(self, perm):
+        return feature_permutation(perm, self.spec.n_lags, self.spec.n_bands), None
 
     def features(self, C) -> np.ndarray:
         r = (np.asarray(C) @ self._E).real.astype(np.float32)  # (..., P, K * L)
@@ -124,18 +200,23 @@ def feature_permutation(perm: np.ndarray, n_lags: int, n_bands: int = 1) -> np.n
     The correlation of the new pair (a, b) is that of the old pair (perm^-1 a, perm^-1 b), with
     its lags reversed when the old pair is in the other order (r_ji(tau) = r_ij(-tau)).
     """
+    block = np.arange(n_bands * n_lags).reshape(n_bands, n_lags)   # one pair's features: (K, L)
+    width = n_bands * n_lags
+    idx, flipped = _pair_relabel(perm)
+    return np.concatenate([p * width + (block[:, ::-1] if f else block).ravel() for p, f in zip(idx, flipped)])
+
+
+def _pair_relabel(perm) -> tuple[list[int], list[bool]]:
+    """For each pair (a, b), a < b, after relabelling mic i as perm[i]: the index of the old pair it
+    was, and whether the old pair runs the other way (its correlation reversed, its spectrum conjugate)."""
     n = len(perm)
     inv = np.empty(n, dtype=np.int64)
     inv[np.asarray(perm)] = np.arange(n)
     i, j = np.triu_indices(n, k=1)
     index = {(int(a), int(b)): p for p, (a, b) in enumerate(zip(i, j))}
-    block = np.arange(n_bands * n_lags).reshape(n_bands, n_lags)   # one pair's features: (K, L)
-    width = n_bands * n_lags
-    idx = []
+    idx, flipped = [], []
     for a, b in zip(i, j):
         oa, ob = int(inv[a]), int(inv[b])
-        if oa < ob:
-            idx.append(index[(oa, ob)] * width + block.ravel())
-        else:
-            idx.append(index[(ob, oa)] * width + block[:, ::-1].ravel())
-    return np.concatenate(idx)
+        idx.append(index[(min(oa, ob), max(oa, ob))])
+        flipped.append(oa > ob)
+    return idx, flipped

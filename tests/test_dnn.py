@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -20,27 +21,28 @@ RESPEAKER = load_profile("respeaker_usb_v2")
 UMA8 = load_profile("minidsp_uma8")
 
 
-def test_symmetries_relabel_features_like_a_rotated_source():
+@pytest.mark.parametrize("spec", [dict(kind="gcc", n_bands=3), dict(kind="phase", pool=2)], ids=lambda d: d["kind"])
+def test_symmetries_relabel_features_like_a_rotated_source(spec):
     from doascope.dsp import stft
-    from doascope.models.features import (
-        FeatureSpec,
-        GccFeatures,
-        feature_permutation,
-        symmetries,
-    )
+    from doascope.models.features import FeatureSpec, make_features, symmetries
 
     pos = RESPEAKER.positions
     group = symmetries(pos)
     assert len(group) == 8  # the square: 4 rotations, each also mirrored
-    feats = GccFeatures(pos, FeatureSpec(16000, 512, (300.0, 3500.0), n_bands=3))
+    feats = make_features(pos, FeatureSpec(16000, 512, (300.0, 3500.0), **spec))
 
     def f(az):
         x = plane_wave(pos, 16000, az, seconds=0.5, seed=3).astype(np.float32)
         return feats.features(feats.cross_spectra(np.ascontiguousarray(stft(x, nfft=512, hop=256)[:, :, :8])))
 
+    assert f(40.0).shape == (feats.size,)
     for angle, mirrored, perm in group:
         az2 = ((-40.0 if mirrored else 40.0) + angle) % 360
-        np.testing.assert_allclose(f(40.0)[feature_permutation(perm, feats.spec.n_lags, 3)], f(az2), atol=1e-4)
+        index, sign = feats.relabel(perm)
+        moved = f(40.0)[index] * (1.0 if sign is None else sign)
+        np.testing.assert_allclose(moved, f(az2), atol=1e-4)
+        if angle or mirrored:
+            assert not np.allclose(f(40.0), f(az2), atol=1e-2)  # the relabelling did real work
 
 
 def test_tiny_model_lowers_the_loss_and_is_deterministic(tmp_path):
@@ -54,10 +56,53 @@ def test_tiny_model_lowers_the_loss_and_is_deterministic(tmp_path):
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # cached
     b = train(RESPEAKER, tmp_path / "b.pt", settings, cache_dir=tmp_path / "cache")  # from the cache
     assert b["history"] == a["history"]
+    # The cache holds cross-spectra: the other feature kind trains from the same shard.
+    g = train(RESPEAKER, tmp_path / "g.pt", replace(settings, features="gcc"), cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert load_weights(tmp_path / "g.pt")[0]["features"]["kind"] == "gcc"
+    assert g["history"][-1]["train_loss"] < g["history"][0]["train_loss"]
     meta, state = load_weights(tmp_path / "a.pt")
     assert meta["profile"] == "respeaker_usb_v2" and meta["features"]["fs"] == 16000
+    assert meta["features"]["kind"] == "phase"
     np.testing.assert_allclose(meta["positions"], RESPEAKER.positions)
     assert all(torch.equal(v, load_weights(tmp_path / "b.pt")[1][k]) for k, v in state.items())
+
+
+def test_per_frame_network_averages_its_answers_over_frames(tmp_path):
+    from doascope.dsp import stft
+    from doascope.models.training import TrainSettings, train
+
+    settings = TrainSettings(scenes=2, epochs=2, duration=1.0, hidden=(16,), batch=64, per_frame=True)
+    res = train(RESPEAKER, tmp_path / "f.pt", settings, cache_dir=tmp_path / "cache")
+    assert res["examples"] > 50  # one example per active frame, not per block
+    est = make_estimator("dnn", RESPEAKER.positions, fs=16000, nfft=512, weights=tmp_path / "f.pt")
+    x = plane_wave(RESPEAKER.positions, 16000, 70.0, seconds=0.5, seed=1).astype(np.float32)
+    X = np.ascontiguousarray(stft(x, nfft=512, hop=256)[:, :, :8])
+    stats = est.statistics(X)
+    assert stats.shape == (360,) and np.all((stats >= 0) & (stats <= 1))
+    # the statistics are the mean of the per-frame answers
+    frames = est.features.features(est.features.frame_cross_spectra(X))
+    with torch.inference_mode():
+        each = torch.sigmoid(est.model(torch.from_numpy(frames))).numpy()
+    np.testing.assert_allclose(stats, each.mean(axis=0), atol=1e-6)
+    assert est.spectrum(X).shape == (len(est.grid),)
+    loc = Localizer(est, hop=256, n_sources=1, frames_per_block=8, smoothing=0.5)
+    assert len(list(loc.locate(x, 16000))) >= 1
+
+
+def test_parallel_simulation_makes_the_same_shards(tmp_path, monkeypatch):
+    from doascope.models import training
+    from doascope.models.features import FeatureSpec
+
+    monkeypatch.setattr(training, "SHARD_SCENES", 2)
+    settings = training.TrainSettings(scenes=4, duration=1.0)
+    spec = FeatureSpec(16000, 512, (300.0, 3500.0), kind="phase")
+    one = training.make_dataset(RESPEAKER, spec, settings, tmp_path / "one", jobs=1)
+    two = training.make_dataset(RESPEAKER, spec, settings, tmp_path / "two", jobs=2)
+    assert len(list((tmp_path / "two").glob("*.npz"))) == 2
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    assert set(one[2].tolist()) == {0, 1, 2, 3}
 
 
 @pytest.mark.parametrize("profile", [RESPEAKER, UMA8], ids=lambda p: p.id)
@@ -85,6 +130,8 @@ def test_weights_for_another_geometry_are_refused():
         make_estimator("dnn", odd, fs=16000, nfft=512)
     with pytest.raises(ParameterError, match="trained at 16000 Hz"):
         make_estimator("dnn", RESPEAKER.positions, fs=48000, nfft=2048)
+    with pytest.raises(ParameterError, match="use --nfft 512"):  # per-bin features need the same FFT
+        make_estimator("dnn", RESPEAKER.positions, fs=16000, nfft=1024)
     with pytest.raises(ParameterError, match="circle grid"):
         make_estimator("dnn", RESPEAKER.positions, fs=16000, nfft=512, grid=sphere_grid(5.0, hemisphere=True))
 
@@ -122,3 +169,19 @@ def test_classical_path_never_imports_torch(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                          check=False)
     assert res.returncode == 0, res.stderr
+
+
+def test_train_command_makes_weights_that_locate_uses(tmp_path, capsys):
+    from doascope.app.cli import main
+
+    w = tmp_path / "w.pt"
+    assert main(["train", "--profile", "matrix_voice", "--scenes", "2", "--epochs", "2", "--duration", "1",
+                 "--hidden", "16", "--jobs", "1", "--out", str(w), "--cache", str(tmp_path / "cache")]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote {w}" in err and "--weights" in err
+    wav = plane_wave_file(str(tmp_path / "pw.wav"), "matrix_voice", azimuth=100.0, seconds=1.0)
+    assert main(["locate", wav, "--profile", "matrix_voice", "--method", "dnn", "--weights", str(w),
+                 "-o", str(tmp_path / "o.jsonl")]) == 0
+    assert (tmp_path / "o.jsonl").read_text().strip()  # a 2-room network locates nothing well; it runs
+    assert main(["train", "--profile", "matrix_voice", "--hidden", "16,x", "--out", str(w)]) == 2
+    assert "--hidden takes positive layer widths" in capsys.readouterr().err
