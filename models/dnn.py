@@ -128,8 +128,9 @@ class DnnEstimator(Estimator):
     """A network trained on simulated rooms for one array (see ``doascope train``).
 
     Extra options: ``weights`` = path of a weight file; None finds the shipped weights for the
-    geometry. ``symmetrize`` (default True) averages the network's answers over the array's
-    symmetries (8 forward rows for a square, 12 for a hexagon; one without). Circle grids only: the
+    geometry. ``symmetrize`` (default True) averages a block network's answers over the array's
+    symmetries (8 forward rows for a square, 12 for a hexagon; one without); a per-frame network
+    averages over the block's frames instead. Circle grids only: the
     network outputs azimuth.
     """
 

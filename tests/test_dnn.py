@@ -90,6 +90,24 @@ def test_per_frame_network_averages_its_answers_over_frames(tmp_path):
     assert len(list(loc.locate(x, 16000))) >= 1
 
 
+def test_block_network_answers_are_exactly_as_symmetric_as_the_array(tmp_path):
+    from doascope.dsp import stft
+    from doascope.models.training import TrainSettings, train
+
+    settings = TrainSettings(scenes=2, epochs=1, duration=1.0, hidden=(16,), per_frame=False)
+    train(RESPEAKER, tmp_path / "b.pt", settings, cache_dir=tmp_path / "cache")
+    est = make_estimator("dnn", RESPEAKER.positions, fs=16000, nfft=512, weights=tmp_path / "b.pt")
+    plain = make_estimator("dnn", RESPEAKER.positions, fs=16000, nfft=512, weights=tmp_path / "b.pt", symmetrize=False)
+
+    def probs(e, az):
+        x = plane_wave(RESPEAKER.positions, 16000, az, seconds=0.5, seed=3).astype(np.float32)
+        return e.probabilities(e.statistics(np.ascontiguousarray(stft(x, nfft=512, hop=256)[:, :, :8])))
+
+    p40, p130 = probs(est, 40.0), probs(est, 130.0)  # the square maps onto itself turned by 90 degrees
+    np.testing.assert_allclose(np.roll(p40, 90), p130, atol=1e-4)
+    assert not np.allclose(np.roll(probs(plain, 40.0), 90), probs(plain, 130.0), atol=1e-3)  # untrained: not by itself
+
+
 def test_parallel_simulation_makes_the_same_shards(tmp_path, monkeypatch):
     from doascope.models import training
     from doascope.models.features import FeatureSpec
