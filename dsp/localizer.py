@@ -32,45 +32,25 @@ class BlockResult:
     coherence: float         # mean inter-mic coherence in [0, 1]
 
 
-class Localizer:
-    """Runs one estimator over consecutive blocks of STFT frames.
+class BlockStream:
+    """What :class:`Localizer` and the position localizer share: blocks of STFT frames taken at a
+    step, exponential integration of a block statistic across active blocks, an activity gate,
+    and running over a whole recording. Subclasses call :meth:`_setup_stream` and define
+    ``process(X, start, fs)`` and ``n_mics``."""
 
-    Parameters
-    ----------
-    estimator : a built :class:`~doascope.dsp.estimators.Estimator`
-    hop : STFT hop in samples
-    n_sources : peaks reported per block (at most)
-    frames_per_block : STFT frames per block; blocks do not overlap
-    smoothing : exponential integration of the estimator's statistics (cross-spectra,
-        covariances) across active blocks, in [0, 1); it delays the estimate by
-        smoothing / (1 - smoothing) blocks on average
-    min_separation : degrees between reported peaks
-    min_relative : peaks below this fraction of the strongest one are not reported
-    gate : an :class:`ActivityGate` (a default one if None)
-    step : samples between consecutive :meth:`process` calls when they overlap (the live engine
-        advances one hop at a time); smoothing and the gate's memory are rescaled so that they
-        keep the same time constants in seconds. Default: one block (non-overlapping).
-    """
-
-    def __init__(self, estimator: Estimator, *, hop: int | None = None, n_sources: int = 1,
-                 frames_per_block: int = 8, smoothing: float = 0.0, min_separation: float = 20.0,
-                 min_relative: float = 0.0, gate: ActivityGate | None = None, window: str = "hann",
-                 step: int | None = None):
-        self.estimator = estimator
-        self.nfft = estimator.nfft
+    def _setup_stream(self, *, nfft: int, hop: int | None, frames_per_block: int, step: int | None,
+                      smoothing: float, gate: ActivityGate | None, window: str) -> None:
+        self.nfft = int(nfft)
         self.hop = self.nfft // 2 if hop is None else int(hop)
         if not 0 < self.hop <= self.nfft:
             raise ParameterError(f"hop must be in [1, nfft={self.nfft}], got {hop}")
         if int(frames_per_block) < 1:
             raise ParameterError("frames_per_block must be at least 1")
         self.frames_per_block = int(frames_per_block)
-        self.n_sources = int(n_sources)
         self.step = self.block_advance if step is None else int(step)
         if self.step < 1:
             raise ParameterError(f"step must be at least one sample, got {step}")
         self.set_smoothing(smoothing)
-        self.min_separation = float(min_separation)
-        self.min_relative = float(min_relative)
         self.gate = gate or ActivityGate(floor_blocks=max(1, round(40 * self.block_advance / self.step)))
         self.window = window
         self._smoothed: np.ndarray | None = None
@@ -98,37 +78,79 @@ class Localizer:
         self._index = 0
         self.gate.reset()
 
+    def _integrate_stats(self, stats: np.ndarray) -> np.ndarray:
+        """The block statistic averaged exponentially over the active blocks so far."""
+        a = self._alpha
+        if self._smoothed is None or self._smoothed.shape != stats.shape or a == 0.0:
+            self._smoothed = stats
+        else:
+            self._smoothed = a * self._smoothed + (1.0 - a) * stats
+        return self._smoothed
+
+    def _block_stop(self, start: int, X: np.ndarray) -> int:
+        return start + (X.shape[2] - 1) * self.hop + self.nfft
+
+    def locate(self, audio: np.ndarray, fs: float, *, chunk_blocks: int = 256):
+        """Yield ``process``'s result for every whole block of ``audio`` (samples, mics) float32.
+
+        The STFT is taken chunk by chunk so memory stays bounded on long recordings.
+        """
+        if audio.ndim != 2 or audio.shape[1] != self.n_mics:
+            raise ParameterError(f"audio must have shape (samples, {self.n_mics}), got {audio.shape}")
+        for start, block in stft_blocks(audio, nfft=self.nfft, hop=self.hop, frames_per_block=self.frames_per_block,
+                                        window=self.window, chunk_blocks=chunk_blocks):
+            yield self.process(block, start, fs)
+
+
+class Localizer(BlockStream):
+    """Runs one estimator over consecutive blocks of STFT frames.
+
+    Parameters
+    ----------
+    estimator : a built :class:`~doascope.dsp.estimators.Estimator`
+    hop : STFT hop in samples
+    n_sources : peaks reported per block (at most)
+    frames_per_block : STFT frames per block; blocks do not overlap
+    smoothing : exponential integration of the estimator's statistics (cross-spectra,
+        covariances) across active blocks, in [0, 1); it delays the estimate by
+        smoothing / (1 - smoothing) blocks on average
+    min_separation : degrees between reported peaks
+    min_relative : peaks below this fraction of the strongest one are not reported
+    gate : an :class:`ActivityGate` (a default one if None)
+    step : samples between consecutive :meth:`process` calls when they overlap (the live engine
+        advances one hop at a time); smoothing and the gate's memory are rescaled so that they
+        keep the same time constants in seconds. Default: one block (non-overlapping).
+    """
+
+    def __init__(self, estimator: Estimator, *, hop: int | None = None, n_sources: int = 1,
+                 frames_per_block: int = 8, smoothing: float = 0.0, min_separation: float = 20.0,
+                 min_relative: float = 0.0, gate: ActivityGate | None = None, window: str = "hann",
+                 step: int | None = None):
+        self.estimator = estimator
+        self.n_sources = int(n_sources)
+        self.min_separation = float(min_separation)
+        self.min_relative = float(min_relative)
+        self._setup_stream(nfft=estimator.nfft, hop=hop, frames_per_block=frames_per_block, step=step,
+                           smoothing=smoothing, gate=gate, window=window)
+
+    @property
+    def n_mics(self) -> int:
+        return self.estimator.n_mics
+
     def process(self, X: np.ndarray, start: int, fs: float) -> BlockResult:
         """Localize one block of STFT frames (mics, freqs, frames) whose first sample is ``start``."""
         energy, coherence = energy_coherence(X, self.estimator.bins)
         active = self.gate.update(energy, coherence, X.shape[2])
         stats = self.estimator.statistics(X)
         if active:
-            a = self._alpha
-            if self._smoothed is None or self._smoothed.shape != stats.shape or a == 0.0:
-                self._smoothed = stats
-            else:
-                self._smoothed = a * self._smoothed + (1.0 - a) * stats
-            spectrum = self.estimator.spectrum_from(self._smoothed)
+            spectrum = self.estimator.spectrum_from(self._integrate_stats(stats))
             peaks = tuple(find_peaks(spectrum, self.estimator.grid, self.n_sources,
                                      min_separation=self.min_separation, min_relative=self.min_relative))
         else:
             spectrum = self.estimator.spectrum_from(stats)
             peaks = ()
-        stop = start + (X.shape[2] - 1) * self.hop + self.nfft
+        stop = self._block_stop(start, X)
         result = BlockResult(self._index, start, stop, 0.5 * (start + stop) / fs, spectrum, peaks,
                              active, float(energy), float(coherence))
         self._index += 1
         return result
-
-    def locate(self, audio: np.ndarray, fs: float, *, chunk_blocks: int = 256):
-        """Yield a :class:`BlockResult` for every whole block of ``audio`` (samples, mics) float32.
-
-        The STFT is taken chunk by chunk so memory stays bounded on long recordings.
-        """
-        if audio.ndim != 2 or audio.shape[1] != self.estimator.n_mics:
-            raise ParameterError(
-                f"audio must have shape (samples, {self.estimator.n_mics}), got {audio.shape}")
-        for start, block in stft_blocks(audio, nfft=self.nfft, hop=self.hop, frames_per_block=self.frames_per_block,
-                                        window=self.window, chunk_blocks=chunk_blocks):
-            yield self.process(block, start, fs)

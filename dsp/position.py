@@ -50,7 +50,7 @@ from doascope import SPEED_OF_SOUND, ParameterError
 from doascope.dsp._checks import as_positions, positive
 from doascope.dsp.activity import ActivityGate, energy_coherence
 from doascope.dsp.gcc import GccPhat
-from doascope.dsp.stft import stft_blocks
+from doascope.dsp.localizer import BlockStream
 
 SEARCHES = ("coarse-to-fine", "src", "grid", "triangulation")
 
@@ -559,7 +559,7 @@ class PositionResult:
     evaluations: int                      # points scored by the search (0 for triangulation)
 
 
-class PositionLocalizer:
+class PositionLocalizer(BlockStream):
     """Source positions block by block, with the same blocks, temporal integration and activity gate
     as :class:`~doascope.dsp.localizer.Localizer`.
 
@@ -587,13 +587,8 @@ class PositionLocalizer:
             raise ParameterError("position mode needs a search volume: give the profile a "
                                  "room = [[xmin, xmax], [ymin, ymax], [zmin, zmax]]")
         self.fs = positive("fs", fs)
-        self.nfft = positive("nfft", nfft, integer=True)
-        self.hop = self.nfft // 2 if hop is None else int(hop)
-        if not 0 < self.hop <= self.nfft:
-            raise ParameterError(f"hop must be in [1, nfft={self.nfft}], got {hop}")
-        if int(frames_per_block) < 1:
-            raise ParameterError("frames_per_block must be at least 1")
-        self.frames_per_block = int(frames_per_block)
+        self._setup_stream(nfft=positive("nfft", nfft, integer=True), hop=hop, frames_per_block=frames_per_block,
+                           step=step, smoothing=smoothing, gate=gate, window=window)
         self.n_sources = positive("n_sources", n_sources, integer=True)
         self.search = search
         self.search_options = dict(search_options or {})
@@ -609,38 +604,20 @@ class PositionLocalizer:
         if search == "triangulation":
             if len(groups) < 2:
                 raise ParameterError("triangulation needs a profile with at least two arrays ([[groups]])")
-            self.bearings = True  # built below, once the smoothing per call is known
-        self.step = self.block_advance if step is None else int(step)
-        if self.step < 1:
-            raise ParameterError(f"step must be at least one sample, got {step}")
-        if not 0.0 <= float(smoothing) < 1.0:
-            raise ParameterError(f"smoothing must be in [0, 1), got {smoothing}")
-        self.smoothing = float(smoothing)
-        self._alpha = self.smoothing ** (self.step / self.block_advance)
-        if self.bearings:
             self.bearings = GroupBearings(groups, self.positions, fs=self.fs, nfft=self.nfft, band=band, c=c,
                                           smoothing=self._alpha)
-        self.gate = gate or ActivityGate(floor_blocks=max(1, round(40 * self.block_advance / self.step)))
-        self.window = window
-        self._smoothed: np.ndarray | None = None
-        self._index = 0
 
     @property
     def n_mics(self) -> int:
         return self.positions.shape[0]
 
-    @property
-    def block_samples(self) -> int:
-        return (self.frames_per_block - 1) * self.hop + self.nfft
-
-    @property
-    def block_advance(self) -> int:
-        return self.frames_per_block * self.hop
+    def set_smoothing(self, smoothing: float) -> None:
+        super().set_smoothing(smoothing)
+        if getattr(self, "bearings", None):   # triangulation's per-array bearings integrate alike
+            self.bearings.smoothing = self._alpha
 
     def reset(self) -> None:
-        self._smoothed = None
-        self._index = 0
-        self.gate.reset()
+        super().reset()
         if self.bearings:
             self.bearings._stats = [None] * len(self.bearings.items)
 
@@ -654,13 +631,7 @@ class PositionLocalizer:
             # for robustness (between PHAT, 0, and plain cross-correlation, 1).
             power = np.mean(np.abs(X[:, self.bins, :]) ** 2, axis=0)          # (B, frames)
             weights = (power / max(float(power.max()), 1e-30)) ** self.weighting
-        stats = self.srp.gcc.cross_spectra(X, weights)
-        a = self._alpha
-        if self._smoothed is None or a == 0.0:
-            self._smoothed = stats
-        else:
-            self._smoothed = a * self._smoothed + (1.0 - a) * stats
-        return self._smoothed
+        return self._integrate_stats(self.srp.gcc.cross_spectra(X, weights))
 
     def _triangulate(self, X) -> list[SourcePosition]:
         origins, dirs, grp, power, flat = self.bearings.bearings(X, self.n_sources)
@@ -689,7 +660,7 @@ class PositionLocalizer:
                     if k + 1 < self.n_sources:
                         self.srp.mask(p)
                 sources.sort(key=lambda s: -s.power)   # the search finds peaks in no guaranteed order
-        stop = start + (X.shape[2] - 1) * self.hop + self.nfft
+        stop = self._block_stop(start, X)
         result = PositionResult(self._index, start, stop, 0.5 * (start + stop) / fs, tuple(sources), active,
                                 float(energy), float(coherence), evaluations)
         self._index += 1
@@ -697,9 +668,4 @@ class PositionLocalizer:
 
     def locate(self, audio: np.ndarray, fs: float | None = None, *, chunk_blocks: int = 256):
         """Yield a :class:`PositionResult` for every whole block of ``audio`` (samples, mics) float32."""
-        fs = self.fs if fs is None else fs
-        if audio.ndim != 2 or audio.shape[1] != self.n_mics:
-            raise ParameterError(f"audio must have shape (samples, {self.n_mics}), got {audio.shape}")
-        for start, block in stft_blocks(audio, nfft=self.nfft, hop=self.hop, frames_per_block=self.frames_per_block,
-                                        window=self.window, chunk_blocks=chunk_blocks):
-            yield self.process(block, start, fs)
+        return super().locate(audio, self.fs if fs is None else fs, chunk_blocks=chunk_blocks)
