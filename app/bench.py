@@ -455,13 +455,20 @@ def serve_bench(quick: bool, out: dict, *, speed: float = 1.0, counts=(0, 10, 10
                     "frame_rate": engine.fs / engine.step, "rows": rows, "target_extra_cpu_100": 0.2}
 
 
+def tracking_bench(quick: bool, out: dict, n_scenes: int | None = None) -> None:
+    from doascope.app.bench_tracking import tracking_bench as run
+
+    run(quick, out, n_scenes)
+
+
 def cmd_bench(args) -> int:
-    """One part per flag (--live, --serve, --dnn, --position); without any, speed and accuracy."""
+    """One part per flag (--live, --serve, --dnn, --position, --tracking); without any, speed and accuracy."""
     out: dict = {}
     parts = {"live": lambda: live(args.quick, out),
              "serve": lambda: serve_bench(args.quick, out),
              "dnn": lambda: dnn_bench(args.quick, out, args.scenes),
-             "position": lambda: position_bench(args.quick, out, n_scenes=args.scenes)}
+             "position": lambda: position_bench(args.quick, out, n_scenes=args.scenes),
+             "tracking": lambda: tracking_bench(args.quick, out, args.scenes)}
     chosen = [name for name in parts if getattr(args, name, False)]
     for name in chosen:
         parts[name]()

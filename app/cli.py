@@ -26,6 +26,25 @@ def _band(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _sources(text: str) -> int:
+    from doascope.dsp.extraction import source_count
+
+    try:
+        return source_count(text)
+    except DoascopeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _track_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"the track timeout must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that localizes (locate, run, serve, gui)."""
     from doascope.dsp.estimators import available_methods
@@ -33,7 +52,9 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", "-p", required=True, help="shipped profile id (see `doascope profiles`) or a TOML path")
     p.add_argument("--method", "-m", default="srp-phat", metavar="M",
                    help=f"DOA method: {', '.join(available_methods())} (default srp-phat)")
-    p.add_argument("--sources", "-k", type=int, default=1, metavar="K", help="sources to report per block (default 1)")
+    p.add_argument("--sources", "-k", default="1", metavar="K",
+                   help="report at most K sources (1-8), or auto for up to 4; a peak is reported only when it "
+                        "passes the source-presence test (default 1)")
     p.add_argument("--band", type=_band, default=(300.0, 3500.0), metavar="FMIN:FMAX", help="analysis band in Hz (default 300:3500)")
     p.add_argument("--nfft", type=int, default=None, help="STFT size (default 512 at 16 kHz, scaled with the rate)")
     p.add_argument("--hop", type=int, default=None, help="STFT hop (default nfft/2)")
@@ -45,6 +66,9 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="temporal integration across blocks, 0 (none) to <1; delays estimates by A/(1-A) "
                         "blocks on average (default 0.5)")
     p.add_argument("--min-separation", type=float, default=20.0, metavar="DEG", help="minimum angle between reported sources")
+    p.add_argument("--track-timeout", type=_track_timeout, default=None, metavar="S",
+                   help="seconds a silent talker keeps its track id (hidden after 1 s; default 8): a talker who "
+                        "speaks again within the gate gets the same id")
     p.add_argument("--weights", default=None, help="network weights for --method dnn")
     p.add_argument("--mode", choices=["doa", "position"], default="doa",
                    help="doa: directions (default); position: x, y, z in the room for profiles with a 'room'")
@@ -111,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gui", help="the desktop GUI: live spatial spectrum, tracks and controls")
     p.add_argument("--profile", "-p", default=None, help="profile to start with")
     p.add_argument("--method", "-m", default=None)
-    p.add_argument("--sources", "-k", type=int, default=None)
+    p.add_argument("--sources", "-k", type=_sources, default=None)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--device", "-d", default=None)
     g.add_argument("--file", "-f", default=None)
@@ -136,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the network service: frames delivered and CPU with 0, 10 and 100 WebSocket clients")
     p.add_argument("--position", action="store_true", help="position mode: error and cost of each room search")
     p.add_argument("--dnn", action="store_true", help="the DNN estimator against the classical methods")
+    p.add_argument("--tracking", action="store_true",
+                   help="tracks on crossing, turn-taking, walking and talker-and-fan scenes (coverage, ghosts, id "
+                        "switches), held-out blocks, the bias between two talkers, and real measured rooms")
     p.add_argument("--speed-only", action="store_true", help="skip the accuracy part")
     p.add_argument("--accuracy-only", action="store_true", help="skip the speed part")
     p.add_argument("--scenes", type=int, default=None, help="scenes per source count in the accuracy part")

@@ -21,10 +21,27 @@ def analysis_config(args):
     """The AnalysisConfig the analysis options (see cli.add_analysis_options) describe."""
     from doascope.app.engine import AnalysisConfig
 
-    return AnalysisConfig(method=args.method, n_sources=args.sources, band=tuple(args.band), nfft=args.nfft,
+    return AnalysisConfig(method=args.method, n_sources=sources_option(args.sources), band=tuple(args.band), nfft=args.nfft,
                           hop=args.hop, frames_per_block=args.block, grid=args.grid, resolution=args.resolution,
                           smoothing=args.smoothing, min_separation=args.min_separation, weights=args.weights,
-                          mode=getattr(args, "mode", "doa"), search=getattr(args, "search", None))
+                          mode=getattr(args, "mode", "doa"), search=getattr(args, "search", None),
+                          tracker=tracker_settings(args))
+
+
+def sources_option(value) -> int:
+    """--sources K (at most K sources) or auto, as a number; an error names the option."""
+    from doascope.dsp.extraction import source_count
+
+    try:
+        return source_count(value)
+    except ParameterError as exc:
+        raise ParameterError(f"--sources: {exc}") from None
+
+
+def tracker_settings(args) -> dict:
+    """The tracker settings the options set (--track-timeout), for either tracker."""
+    timeout = getattr(args, "track_timeout", None)
+    return {} if timeout is None else {"death_time": timeout}
 
 
 def build_localizer(args, profile: Profile):
@@ -153,4 +170,4 @@ def build_position_localizer(args, profile: Profile, *, step: int | None = None)
     search = getattr(args, "search", None) or "coarse-to-fine"
     return PositionLocalizer(profile.positions, room=profile.room, fs=profile.sample_rate,
                              hop=getattr(args, "hop", None), search=search, groups=profile.groups,
-                             n_sources=args.sources, step=step, **opts)
+                             n_sources=sources_option(args.sources), step=step, **opts)

@@ -165,6 +165,7 @@ class Engine:
         self.window = self.localizer.block_samples
         if cfg.mode == "position":
             self.tracker = PositionTracker(**cfg.tracker)
+            self.tracker.same_source = self.localizer.same_source
         else:
             self.tracker = Tracker(planar=self.localizer.estimator.grid.kind == "circle", **cfg.tracker)
         self.config = cfg
@@ -319,6 +320,8 @@ class Engine:
             except queue.Empty:
                 return
             self.localizer = localizer
+            if cfg.mode == "position":
+                self.tracker.same_source = localizer.same_source
             if cfg.tracker:
                 self.tracker.set_params(**cfg.tracker)
             self.config = cfg

@@ -168,8 +168,12 @@ def control_changes(msg: dict) -> dict:
                 raise ParameterError('"band" must satisfy 0 <= fmin < fmax')
             value = (float(value[0]), float(value[1]))
         elif key == "sources":
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 8:
-                raise ParameterError('"sources" must be an integer from 1 to 8')
+            from doascope.dsp.extraction import source_count
+
+            try:
+                value = source_count(value)
+            except ParameterError as exc:
+                raise ParameterError(f'"sources": {exc}') from None
         elif not _is_number(value):
             raise ParameterError(f'"{key}" must be a number')
         elif key == "min_separation" and not 0 <= value <= 180:

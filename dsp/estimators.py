@@ -15,7 +15,10 @@ import numpy as np
 from doascope import SPEED_OF_SOUND, ParameterError
 from doascope.dsp._checks import as_positions, as_stft, band_bins, positive
 from doascope.dsp.gcc import GccPhat, pair_tdoas
+from doascope.dsp.extraction import (DEFAULT_EXTRACTION, EXTRACTIONS, SECONDARY_RELATIVE, STEADY_RELATIVE,
+                                     sequential_removal, vote_candidates)
 from doascope.dsp.grids import Grid, default_grid
+from doascope.dsp.peaks import Peak, find_peaks
 from doascope.dsp.srp import srp_from_correlations
 
 ESTIMATORS: dict[str, type["Estimator"]] = {}
@@ -109,6 +112,16 @@ class Estimator:
     def set_sources(self, n_sources: int) -> None:
         self.n_sources = positive("n_sources", n_sources, integer=True)
 
+    def candidates(self, stats: np.ndarray, spectrum: np.ndarray, n_sources: int, *,
+                   min_separation: float = 20.0, votes: np.ndarray | None = None,
+                   extraction: str = DEFAULT_EXTRACTION) -> list[Peak]:
+        """Up to ``n_sources`` sources that pass the presence test, strongest first, from (integrated)
+        statistics and the spectrum made from them (and, for methods with ``frame_peaks``, the
+        integrated frame-vote map). Here: the spectrum's peaks that hold at least
+        SECONDARY_RELATIVE of the strongest one's power, whatever ``extraction`` asks for."""
+        return find_peaks(spectrum, self.grid, n_sources, min_separation=min_separation,
+                          min_relative=SECONDARY_RELATIVE)
+
 
 @register("srp-phat")
 class SrpPhat(Estimator):
@@ -117,7 +130,8 @@ class SrpPhat(Estimator):
     def __init__(self, positions, **kw):
         super().__init__(positions, **kw)
         self.gcc = GccPhat(self.positions, fs=self.fs, nfft=self.nfft, band=self.band, c=self.c)
-        self.lag_index = self.gcc.lag_index(pair_tdoas(self.positions, self.grid.vectors, self.gcc.pairs, c=self.c))
+        self.tdoas = pair_tdoas(self.positions, self.grid.vectors, self.gcc.pairs, c=self.c)   # (pairs, points) s
+        self.lag_index = self.gcc.lag_index(self.tdoas)
 
     def weights(self, X: np.ndarray) -> np.ndarray | None:
         """Per time-frequency-bin weights (B, frames), or None for plain PHAT."""
@@ -128,6 +142,55 @@ class SrpPhat(Estimator):
 
     def spectrum_from(self, stats):
         return srp_from_correlations(self.gcc.correlate_cross(stats), self.lag_index)
+
+    def candidates(self, stats, spectrum, n_sources, *, min_separation=20.0, votes=None,
+                   extraction=DEFAULT_EXTRACTION):
+        """One source: the spectrum's peak. Several, by ``extraction`` (see doascope.dsp.extraction):
+        ``"votes"`` (default), the frame-vote map's peaks that pass the presence test, most votes
+        first, then any spectrum peak of at least STEADY_RELATIVE of the strongest one's power that
+        no vote peak explains (a steady source, such as a fan, holds every frame alike and wins few
+        votes against a talker); ``"removal"``, the spectrum's peaks found one at a time, each one's delay removed from
+        the cross-spectra before the next is looked for; ``"peaks"``, the spectrum's own peaks."""
+        if extraction not in EXTRACTIONS:
+            raise ParameterError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
+        if n_sources <= 1 or extraction == "peaks" or (extraction == "votes" and votes is None):
+            return super().candidates(stats, spectrum, n_sources, min_separation=min_separation)
+        if extraction == "removal":
+            return sequential_removal(stats, self.spectrum_from, self.delay_phasors, self.grid, n_sources,
+                                      min_separation=min_separation)
+        detected = vote_candidates(votes, self.grid, n_sources, min_separation=min_separation)
+        peaks = super().candidates(stats, spectrum, n_sources, min_separation=min_separation)
+        if len(detected) < 2:  # one talker: the averaged spectrum places it best
+            detected = peaks[:1]
+        found = [Peak(p.azimuth, p.elevation, float(spectrum[p.index]), p.index) for p in detected]
+        cos_sep = np.cos(np.radians(min_separation))
+        for p in peaks:   # steady sources (fans, noise) hold every frame alike and win few votes
+            if len(found) < n_sources and p.power >= STEADY_RELATIVE * peaks[0].power and all(
+                    self.grid.vectors[p.index] @ self.grid.vectors[q.index] < cos_sep for q in found):
+                found.append(p)
+        return found
+
+    def frame_peaks(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each STFT frame's own SRP-PHAT maximum: (frames,) grid indices and (frames,) values (see
+        doascope.dsp.extraction: the frames of a block vote for the talkers in turn)."""
+        X = as_stft(X, mics=self.n_mics)
+        Y = X[:, self.bins, :]
+        Y = Y / (np.abs(Y) + np.float32(1e-20))
+        pairs = self.gcc.pairs
+        C = Y[pairs[:, 0]] * np.conj(Y[pairs[:, 1]])                                  # (P, B, T)
+        r = np.ascontiguousarray(np.matmul(C.transpose(2, 0, 1), self.gcc.lag_phasors).real, dtype=np.float32)
+        points = np.empty(r.shape[0], np.int64)
+        values = np.empty(r.shape[0], np.float32)
+        for t in range(r.shape[0]):
+            s = srp_from_correlations(r[t], self.lag_index)
+            points[t] = int(np.argmax(s))
+            values[t] = s[points[t]]
+        return points, values
+
+    def delay_phasors(self, point: int) -> np.ndarray:
+        """(pairs, B) complex64 ``exp(-j 2 pi f tau_p)``: a plane wave from grid ``point`` in each
+        pair's PHAT cross-spectrum."""
+        return np.exp(-2j * np.pi * np.outer(self.tdoas[:, point], self.gcc.freqs)).astype(np.complex64)
 
 
 @register("srp-dpd")

@@ -123,7 +123,7 @@ class GccPhat:
         self.half = int(np.ceil(dist.max() / self.c / self.step)) + 2      # lags each side of 0
         self.lags = (np.arange(2 * self.half + 1) - self.half) * self.step  # (L,) s
         # exp(+j 2 pi f tau) / B, so that Re(C @ E) is r_ij(tau) normalised to 1 for a coherent wave.
-        self._E = (np.exp(2j * np.pi * np.outer(self.freqs, self.lags)) / self.bins.size).astype(np.complex64)
+        self.lag_phasors = (np.exp(2j * np.pi * np.outer(self.freqs, self.lags)) / self.bins.size).astype(np.complex64)
 
     def cross_spectra(self, X, weights=None) -> np.ndarray:
         """(pairs, B) complex64 PHAT cross-spectra of a (mics, freqs, frames) block."""
@@ -134,7 +134,7 @@ class GccPhat:
 
     def correlate_cross(self, C) -> np.ndarray:
         """Correlations (pairs, lags) float32 from cross-spectra (pairs, B)."""
-        return np.ascontiguousarray((C @ self._E).real, dtype=np.float32)
+        return np.ascontiguousarray((C @ self.lag_phasors).real, dtype=np.float32)
 
     def correlate(self, X, weights=None) -> np.ndarray:
         return self.correlate_cross(self.cross_spectra(X, weights))

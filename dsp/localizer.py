@@ -13,7 +13,8 @@ import numpy as np
 from doascope import ParameterError
 from doascope.dsp.activity import ActivityGate, energy_coherence
 from doascope.dsp.estimators import Estimator
-from doascope.dsp.peaks import Peak, find_peaks
+from doascope.dsp.extraction import DEFAULT_EXTRACTION, EXTRACTIONS, frame_vote_map
+from doascope.dsp.peaks import Peak
 from doascope.dsp.stft import stft_blocks
 
 
@@ -54,6 +55,7 @@ class BlockStream:
         self.gate = gate or ActivityGate(floor_blocks=max(1, round(40 * self.block_advance / self.step)))
         self.window = window
         self._smoothed: np.ndarray | None = None
+        self._votes = None
         self._index = 0
 
     @property
@@ -75,17 +77,20 @@ class BlockStream:
 
     def reset(self) -> None:
         self._smoothed = None
+        self._votes = None
         self._index = 0
         self.gate.reset()
 
     def _integrate_stats(self, stats: np.ndarray) -> np.ndarray:
         """The block statistic averaged exponentially over the active blocks so far."""
-        a = self._alpha
-        if self._smoothed is None or self._smoothed.shape != stats.shape or a == 0.0:
-            self._smoothed = stats
-        else:
-            self._smoothed = a * self._smoothed + (1.0 - a) * stats
+        self._smoothed = self._integrated(self._smoothed, stats)
         return self._smoothed
+
+    def _integrated(self, state: np.ndarray | None, new: np.ndarray) -> np.ndarray:
+        a = self._alpha
+        if state is None or state.shape != new.shape or a == 0.0:
+            return new
+        return a * state + (1.0 - a) * new
 
     def _block_stop(self, start: int, X: np.ndarray) -> int:
         return start + (X.shape[2] - 1) * self.hop + self.nfft
@@ -115,7 +120,8 @@ class Localizer(BlockStream):
         covariances) across active blocks, in [0, 1); it delays the estimate by
         smoothing / (1 - smoothing) blocks on average
     min_separation : degrees between reported peaks
-    min_relative : peaks below this fraction of the strongest one are not reported
+    extraction : how several sources are told apart: "votes", "removal" or "peaks" (see
+        doascope.dsp.extraction; methods other than SRP-PHAT's always use their spectrum's peaks)
     gate : an :class:`ActivityGate` (a default one if None)
     step : samples between consecutive :meth:`process` calls when they overlap (the live engine
         advances one hop at a time); smoothing and the gate's memory are rescaled so that they
@@ -124,12 +130,14 @@ class Localizer(BlockStream):
 
     def __init__(self, estimator: Estimator, *, hop: int | None = None, n_sources: int = 1,
                  frames_per_block: int = 8, smoothing: float = 0.0, min_separation: float = 20.0,
-                 min_relative: float = 0.0, gate: ActivityGate | None = None, window: str = "hann",
-                 step: int | None = None):
+                 gate: ActivityGate | None = None, window: str = "hann",
+                 step: int | None = None, extraction: str = DEFAULT_EXTRACTION):
+        if extraction not in EXTRACTIONS:
+            raise ParameterError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
+        self.extraction = extraction
         self.estimator = estimator
         self.n_sources = int(n_sources)
         self.min_separation = float(min_separation)
-        self.min_relative = float(min_relative)
         self._setup_stream(nfft=estimator.nfft, hop=hop, frames_per_block=frames_per_block, step=step,
                            smoothing=smoothing, gate=gate, window=window)
 
@@ -137,15 +145,24 @@ class Localizer(BlockStream):
     def n_mics(self) -> int:
         return self.estimator.n_mics
 
+    def _integrate_votes(self, X: np.ndarray) -> np.ndarray:
+        """The frame-vote map (see doascope.dsp.extraction) integrated like the statistics."""
+        points, values = self.estimator.frame_peaks(X)
+        self._votes = self._integrated(self._votes, frame_vote_map(self.estimator.grid, points, values ** 2))
+        return self._votes
+
     def process(self, X: np.ndarray, start: int, fs: float) -> BlockResult:
         """Localize one block of STFT frames (mics, freqs, frames) whose first sample is ``start``."""
         energy, coherence = energy_coherence(X, self.estimator.bins)
         active = self.gate.update(energy, coherence, X.shape[2])
         stats = self.estimator.statistics(X)
         if active:
-            spectrum = self.estimator.spectrum_from(self._integrate_stats(stats))
-            peaks = tuple(find_peaks(spectrum, self.estimator.grid, self.n_sources,
-                                     min_separation=self.min_separation, min_relative=self.min_relative))
+            integrated = self._integrate_stats(stats)
+            spectrum = self.estimator.spectrum_from(integrated)
+            votes = (self._integrate_votes(X) if self.n_sources > 1 and hasattr(self.estimator, "frame_peaks")
+                     and self.extraction == "votes" else None)
+            peaks = tuple(self.estimator.candidates(integrated, spectrum, self.n_sources, votes=votes,
+                                                    min_separation=self.min_separation, extraction=self.extraction))
         else:
             spectrum = self.estimator.spectrum_from(stats)
             peaks = ()

@@ -4,9 +4,17 @@ In the spirit of ODAS's SST, Kalman variant (Grondin & Michaud, "Lightweight and
 localization and tracking methods for open and closed microphone array configurations", 2019): each
 source is a constant-velocity Kalman filter on the unit sphere, in Cartesian coordinates, so that the
 0/360 degree wrap and the poles need no special case. Each frame, the peaks are assigned to the tracks
-by the Hungarian method inside a gate; a peak no track claims starts a tentative track, which must
-keep finding peaks for a while before users see it; a track that finds none for ``death_time``
-seconds is deleted.
+by the Hungarian method inside a gate; a peak no track claims starts a tentative track.
+
+As in ODAS's SST, every track carries a probability that its source exists, fed by the evidence of
+each frame: being the frame's strongest peak counts for it, going unheard while the scene is active
+counts against it, and a weaker peak beside a stronger source counts for nothing, because that is
+how a reflection of the stronger source behaves. A tentative track is confirmed (given an id) once
+that probability is high and it has lived ``confirm_time``; it is dropped once the probability is
+low. A confirmed track unheard for ``hold_time`` is no longer reported but keeps its id, so that a
+talker who pauses, or is masked for a while, comes back under the same id when heard again within the
+gate (only as the strongest peak of a frame, so a reflection cannot wake it); unheard for
+``death_time`` it is deleted.
 
 Pure numeric: no I/O, no threads. One :class:`Tracker` per stream, fed from one thread.
 """
@@ -29,7 +37,18 @@ _V0_DEG_S = 45.0
 # Two confirmed tracks merge only if their velocities would move them apart by less than merge_deg
 # in this time: duplicates move together, talkers walking past each other do not.
 _MERGE_HORIZON_S = 1.0
+# Seconds a silent talker keeps its id (the default of --track-timeout).
+TRACK_TIMEOUT = 8.0
 _OUT_OF_GATE = 1e6  # cost of a forbidden pair in the assignment (far above any angle in degrees)
+
+# Existence, as log-odds (0 = even odds): what one frame's evidence adds. Being the frame's strongest
+# peak is strong evidence; a weaker peak adds nothing (a reflection of a stronger source looks the
+# same); a frame with sound in which the track finds no peak at all counts against it.
+_LEAD_EVIDENCE = 1.0
+_MISS_EVIDENCE = -0.5
+_CONFIRM_LOGODDS = 2.0    # P(exists) = 0.88: confirm (after confirm_time)
+_DROP_LOGODDS = -2.0      # P(exists) = 0.12: a tentative track is dropped
+_MAX_LOGODDS = 4.0        # the most a track can bank, so that evidence against it still counts
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,9 @@ class _Track:
         self.activity = 0.5     # one peak is as likely clutter as a source
         self.power = float(power)
         self.id = 0             # 0 while tentative
+        self.lead = False       # hit by the frame's strongest peak
+        self.occluded = False   # sharing one peak with another track this frame (a crossing)
+        self.logodds = 0.0      # existence, see _LEAD_EVIDENCE
 
     def predict(self, dt: float, q: float) -> None:
         # Continuous white-noise acceleration: the covariance grows with dt the same way whatever
@@ -105,15 +127,15 @@ class _Track:
 def _validated(params: dict) -> dict:
     """The parameters as floats/ints/bools, or a ParameterError naming the first bad one."""
     out = dict(params)
-    for name in ("gate_deg", "confirm_time", "confirm_ratio", "death_time", "tentative_time", "merge_deg",
-                 "process_noise_deg_s", "measurement_noise_deg", "activity_tau", "min_power"):
+    for name in ("gate_deg", "confirm_time", "confirm_ratio", "hold_time", "death_time", "tentative_time",
+                 "merge_deg", "process_noise_deg_s", "measurement_noise_deg", "activity_tau", "min_power"):
         try:
             out[name] = float(params[name])
         except (TypeError, ValueError):
             raise ParameterError(f"{name} must be a number, got {params[name]!r}") from None
         if not math.isfinite(out[name]):
             raise ParameterError(f"{name} must be a finite number, got {params[name]!r}")
-    for name in ("death_time", "process_noise_deg_s", "measurement_noise_deg", "activity_tau"):
+    for name in ("hold_time", "death_time", "process_noise_deg_s", "measurement_noise_deg", "activity_tau"):
         if out[name] <= 0:
             raise ParameterError(f"{name} must be positive, got {out[name]:g}")
     if not 0 < out["gate_deg"] < 180:
@@ -145,7 +167,10 @@ class Tracker:
     gate_deg : degrees; a peak farther than this from a track's predicted direction cannot update it
     confirm_time : seconds a tentative track must have lived, and still be hit, to be confirmed
     confirm_ratio : fraction of its frames in which a tentative track must have been hit to be confirmed
-    death_time : seconds without a hit after which a confirmed track is deleted
+    hold_time : seconds without a hit after which a confirmed track is no longer reported (it keeps
+        its id, hidden, until death_time)
+    death_time : seconds without a hit after which a confirmed track is deleted (the track timeout:
+        a talker silent for longer comes back with a new id)
     tentative_time : seconds after which a still unconfirmed track is dropped (>= confirm_time)
     merge_deg : degrees; two confirmed tracks this close, moving together, become one (the older id stays)
     process_noise_deg_s : deg/s; how fast the angular velocity may wander: the standard deviation its
@@ -174,8 +199,9 @@ class Tracker:
     """
 
     def __init__(self, *, gate_deg: float = 20.0, confirm_time: float = 0.3, confirm_ratio: float = 0.6,
-                 death_time: float = 1.5, tentative_time: float = 0.45, merge_deg: float = 8.0,
-                 process_noise_deg_s: float = 30.0, measurement_noise_deg: float = 4.0,
+                 hold_time: float = 1.0, death_time: float = TRACK_TIMEOUT, tentative_time: float = 1.0,
+                 merge_deg: float = 8.0,
+                 process_noise_deg_s: float = 15.0, measurement_noise_deg: float = 8.0,
                  activity_tau: float = 0.3, min_power: float = 0.0, planar: bool = False, max_tracks: int = 8):
         params = dict(locals())
         del params["self"]
@@ -227,16 +253,18 @@ class Tracker:
 
         for tr in self._tracks:
             if dt > 0:
-                if not tr.hit:
+                if not (tr.hit or tr.occluded):
                     # Unheard, a talker is more likely standing still than walking on: let the
-                    # velocity fade while coasting, or a pause makes the track drift away.
+                    # velocity fade while coasting, or a pause makes the track drift away. A
+                    # talker masked by another one passing by keeps walking.
                     tr.v *= math.exp(-dt / _COAST_TAU_S)
                 tr.predict(dt, q)
                 tr.constrain(p["planar"])
-            tr.hit = False
+            tr.hit = tr.lead = tr.occluded = False
 
         if active:
             kept = [pk for pk in peaks if pk.power >= p["min_power"]]
+            strongest = 0 if kept and kept[0] is peaks[0] else -1   # peaks come strongest first
             elevation = [0.0 if p["planar"] else pk.elevation for pk in kept]
             z = unit_vectors([pk.azimuth for pk in kept], elevation).reshape(-1, 3)
             free = np.ones(len(kept), bool)
@@ -245,22 +273,31 @@ class Tracker:
             for group in (confirmed, [tr for tr in self._tracks if not tr.id]):
                 pairs = self._assign(group, z, free)
                 for i, k in pairs:  # every hit marked first: _overlapped asks who went without
+                    group[i].lead = k == strongest
+                    # A hidden track wakes only on a frame's strongest peak: a reflection of another
+                    # source must not bring a talker who has left back on screen.
+                    group[i].hit = group[i].lead or not _hidden(group[i], t, p)
+                pairs = [(i, k) for i, k in pairs if group[i].hit]
+                for i, k in pairs:
                     free[k] = False
-                    group[i].hit = True
                 for i, k in pairs:
                     tr = group[i]
                     tr.power += (kept[k].power - tr.power) * smooth
-                    if not (tr.id and self._overlapped(tr, confirmed, z[k])):
+                    occluder = self._overlapped(tr, confirmed, z[k]) if tr.id else None
+                    if occluder is None:
                         tr.correct(z[k], r)
                         tr.constrain(p["planar"])
+                    else:
+                        tr.occluded = occluder.occluded = True
             for k in sorted(np.nonzero(free)[0], key=lambda k: -kept[k].power):
-                self._birth(t, z[k], kept[k].power, r)
+                self._birth(t, z[k], kept[k].power, r, lead=k == strongest)
 
-        survivors, ready = _count_frame(self._tracks, t, smooth, p)
+        survivors, ready = _count_frame(self._tracks, t, smooth, p, active)
         self._tracks = self._merged(survivors)
         # Merge before confirming, so that an id once shown is never a duplicate dropped at once.
         self._next_id = _confirm(self._tracks, ready, self._next_id)
-        self._published = tuple(self._state(tr, t) for tr in sorted(self._tracks, key=lambda tr: tr.id) if tr.id)
+        self._published = tuple(self._state(tr, t) for tr in sorted(self._tracks, key=lambda tr: tr.id)
+                                if tr.id and not _hidden(tr, t, p))
         return self._published
 
     # -- steps -------------------------------------------------------------------------------------
@@ -278,8 +315,9 @@ class Tracker:
         rows, ks = linear_sum_assignment(cost)
         return [(int(i), int(cols[k])) for i, k in zip(rows, ks) if cost[i, k] < _OUT_OF_GATE]
 
-    def _overlapped(self, tr: _Track, confirmed: list[_Track], z: np.ndarray) -> bool:
-        """Whether peak z could as well belong to another confirmed track, near tr, that got no peak.
+    def _overlapped(self, tr: _Track, confirmed: list[_Track], z: np.ndarray) -> _Track | None:
+        """Another confirmed (shown) track, near tr, that got no peak although peak z could as well be
+        its own, if there is one.
 
         That is two sources too close for the peak picker to separate (talkers crossing): fed the
         one peak between them, the track that gets it would stall there and the pair could swap
@@ -287,20 +325,25 @@ class Tracker:
         pick up their own peaks on the far side.
         """
         cos_gate = math.cos(math.radians(self._params["gate_deg"]))
-        return any(other is not tr and not other.hit and other.p @ z >= cos_gate and other.p @ tr.p >= cos_gate
-                   for other in confirmed)
+        return next((other for other in confirmed if other is not tr and not other.hit and other.p @ z >= cos_gate
+                     and other.p @ tr.p >= cos_gate and not _hidden(other, self._t, self._params)), None)
 
-    def _birth(self, t: float, z: np.ndarray, power: float, r: float) -> None:
-        """Start a tentative track at peak z; when full, evict the weakest tentative track if weaker."""
+    def _birth(self, t: float, z: np.ndarray, power: float, r: float, lead: bool) -> None:
+        """Start a tentative track at peak z; when full, evict the least likely tentative track if the
+        newcomer's evidence is stronger."""
+        logodds = _LEAD_EVIDENCE if lead else 0.0
         if len(self._tracks) >= self._params["max_tracks"]:
             tentative = [tr for tr in self._tracks if not tr.id]
             if not tentative:
                 return  # confirmed tracks are never evicted by a newcomer
-            weakest = min(tentative, key=lambda tr: tr.power)
-            if weakest.power >= power:
+            weakest = min(tentative, key=lambda tr: (tr.logodds, tr.power))
+            if (weakest.logodds, weakest.power) >= (logodds, power):
                 return
             self._tracks.remove(weakest)
-        self._tracks.append(_Track(t, z, power, r, math.radians(_V0_DEG_S) ** 2))
+        track = _Track(t, z, power, r, math.radians(_V0_DEG_S) ** 2)
+        track.lead = lead
+        track.logodds = logodds
+        self._tracks.append(track)
 
     def _merged(self, tracks: list[_Track]) -> list[_Track]:
         """Drop duplicates. Tracks are visited by rank (confirmed before tentative, then lower id,
@@ -311,13 +354,18 @@ class Tracker:
             return tracks
         kept: list[_Track] = []
         for tr in sorted(tracks, key=lambda tr: (tr.id == 0, tr.id, tr.birth)):
-            twin = next((k for k in kept if k.p @ tr.p > cos_merge and (not tr.id or self._together(k, tr))), None)
+            if tr.id and _hidden(tr, self._t, self._params):
+                kept.append(tr)  # a hidden track keeps its id for its talker, whoever passes by
+                continue
+            twin = next((k for k in kept if k.p @ tr.p > cos_merge and not _hidden(k, self._t, self._params)
+                         and (not tr.id or self._together(k, tr))), None)
             if twin is None:
                 kept.append(tr)
             elif tr.id:
                 # The survivor inherits the evidence, so that a merge does not hasten its death.
                 twin.last_hit = max(twin.last_hit, tr.last_hit)
                 twin.activity = max(twin.activity, tr.activity)
+                twin.logodds = max(twin.logodds, tr.logodds)
         return kept
 
     def _together(self, a: _Track, b: _Track) -> bool:
@@ -332,17 +380,25 @@ class Tracker:
                           float(tr.activity), t - tr.birth, tr.power)
 
 
-def _count_frame(tracks, t: float, smooth: float, p: dict) -> tuple[list, set]:
-    """One frame of every track's life, shared by both trackers: count its hit, smooth its
-    activity, and decide who survives (confirmed tracks until death_time without a hit; tentative
-    ones until tentative_time, or sooner once their hit ratio falls short after confirm_time) and
-    which tentative tracks are ready to be confirmed."""
+def _hidden(tr, t: float, p: dict) -> bool:
+    """Whether a confirmed track has gone unheard so long (hold_time) that it is no longer reported."""
+    return bool(tr.id) and t - tr.last_hit >= p["hold_time"]
+
+
+def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool) -> tuple[list, set]:
+    """One frame of every track's life, shared by both trackers: count its hit, weigh the frame's
+    evidence of its existence, smooth its activity, and decide who survives (confirmed tracks until
+    death_time without a hit; tentative ones until tentative_time, or sooner once their hit ratio
+    falls short after confirm_time or their existence is unlikely) and which tentative tracks are
+    ready to be confirmed."""
     survivors, ready = [], set()
     for tr in tracks:
         if tr.birth < t:  # a newborn's birth frame was counted at birth
             tr.updates += 1
             tr.hits += tr.hit
             tr.activity += (float(tr.hit) - tr.activity) * smooth
+            evidence = _LEAD_EVIDENCE if tr.lead else 0.0 if tr.hit else _MISS_EVIDENCE if active else 0.0
+            tr.logodds = min(_MAX_LOGODDS, tr.logodds + evidence)
         if tr.hit:
             tr.last_hit = t
         age, ratio = t - tr.birth, tr.hits / tr.updates
@@ -352,9 +408,10 @@ def _count_frame(tracks, t: float, smooth: float, p: dict) -> tuple[list, set]:
             continue
         # Evidence must span confirm_time: only a hit at that age or later can confirm, so a
         # burst of peaks shorter than confirm_time never shows up as a source.
-        if tr.hit and age >= p["confirm_time"] and ratio >= p["confirm_ratio"]:
+        if tr.hit and age >= p["confirm_time"] and ratio >= p["confirm_ratio"] and tr.logodds >= _CONFIRM_LOGODDS:
             ready.add(tr)
-        elif age >= p["tentative_time"] or (not tr.hit and age >= p["confirm_time"] and ratio < p["confirm_ratio"]):
+        elif (age >= p["tentative_time"] or tr.logodds <= _DROP_LOGODDS
+              or (not tr.hit and age >= p["confirm_time"] and ratio < p["confirm_ratio"])):
             continue  # dropped silently: tentative ids are never shown
         survivors.append(tr)
     return survivors, ready
@@ -400,19 +457,25 @@ class _PosTrack:
         self.activity = 0.5
         self.power = float(power)
         self.id = 0
+        self.lead = False
+        self.logodds = 0.0
 
 
 class PositionTracker:
     """Keeps stable ids for source positions: nearest-neighbour (Hungarian) association within
     ``gate_m``, exponential smoothing of position with time constant ``position_tau``, and the same
-    birth, confirmation and death rules as :class:`Tracker`. Positions from an SRP search jitter by
+    existence, birth, confirmation, hiding and death rules as :class:`Tracker`. A room search finds
+    fewer peaks a second than a direction search (most blocks show only the loudest talker), so a
+    track is shown for ``hold_time`` = 2 s unheard, not 1 s. Positions from an SRP search jitter by
     a few centimetres and talkers move slowly, so no velocity model is needed.
     """
 
     def __init__(self, *, gate_m: float = 0.6, position_tau: float = 0.25, confirm_time: float = 0.3,
-                 confirm_ratio: float = 0.6, tentative_time: float = 0.6, death_time: float = 2.0,
-                 activity_tau: float = 0.3, max_tracks: int = 8, merge_m: float = 0.5):
-        for name, value in (("gate_m", gate_m), ("merge_m", merge_m), ("position_tau", position_tau), ("death_time", death_time),
+                 confirm_ratio: float = 0.6, tentative_time: float = 1.0, hold_time: float = 2.0,
+                 death_time: float = TRACK_TIMEOUT, activity_tau: float = 0.3, max_tracks: int = 8,
+                 merge_m: float = 0.5):
+        for name, value in (("gate_m", gate_m), ("merge_m", merge_m), ("position_tau", position_tau),
+                            ("hold_time", hold_time), ("death_time", death_time),
                             ("activity_tau", activity_tau), ("tentative_time", tentative_time)):
             if not (math.isfinite(value) and value > 0):
                 raise ParameterError(f"{name} must be a positive number, got {value!r}")
@@ -420,17 +483,21 @@ class PositionTracker:
             raise ParameterError("confirm_time must be between 0 and tentative_time seconds")
         if not 0 < confirm_ratio <= 1:
             raise ParameterError(f"confirm_ratio must be in (0, 1], got {confirm_ratio!r}")
+        self.hold_time = float(hold_time)
         self.gate_m, self.position_tau = float(gate_m), float(position_tau)
         self.confirm_time, self.confirm_ratio = float(confirm_time), float(confirm_ratio)
         self.tentative_time, self.death_time = float(tentative_time), float(death_time)
         self.activity_tau, self.max_tracks = float(activity_tau), int(max_tracks)
         self.merge_m = float(merge_m)
+        # Optional test (position q, position p) -> whether a source at p explains a peak at q; the
+        # engine sets it from the localizer's geometry (see PositionLocalizer.same_source).
+        self.same_source = None
         self.reset()
 
     def set_params(self, **changes) -> None:
         """Change thresholds while running (validated as in the constructor)."""
-        names = ("gate_m", "position_tau", "confirm_time", "confirm_ratio", "tentative_time", "death_time",
-                 "activity_tau", "max_tracks", "merge_m")
+        names = ("gate_m", "position_tau", "confirm_time", "confirm_ratio", "tentative_time", "hold_time",
+                 "death_time", "activity_tau", "max_tracks", "merge_m")
         unknown = set(changes) - set(names)
         if unknown:
             raise ParameterError(f"unknown position-tracker setting(s): {', '.join(sorted(unknown))}")
@@ -449,26 +516,35 @@ class PositionTracker:
         self._t = t
         follow = 1 - math.exp(-dt / self.position_tau) if dt > 0 else 1.0
         smooth = 1 - math.exp(-dt / self.activity_tau) if dt > 0 else 0.0
+        params = {"confirm_time": self.confirm_time, "confirm_ratio": self.confirm_ratio,
+                  "tentative_time": self.tentative_time, "hold_time": self.hold_time, "death_time": self.death_time}
         for tr in self._tracks:
-            tr.hit = False
+            tr.hit = tr.lead = tr.occluded = False
         if active and sources:
             z = np.array([[s.x, s.y, s.z] for s in sources], float)
+            strongest = 0  # sources come strongest first
             free = np.ones(len(z), bool)
             if self._tracks:
                 cost = np.linalg.norm(np.array([tr.p for tr in self._tracks])[:, None] - z[None], axis=2)
                 rows, cols = linear_sum_assignment(cost)
                 for i, k in zip(rows, cols, strict=True):
-                    if cost[i, k] <= self.gate_m:
-                        tr = self._tracks[i]
-                        tr.hit, free[k] = True, False
+                    tr = self._tracks[i]
+                    # As for directions: a hidden track wakes only on the frame's strongest source.
+                    if cost[i, k] <= self.gate_m and (k == strongest or not _hidden(tr, t, params)):
+                        tr.hit, tr.lead, free[k] = True, k == strongest, False
                         tr.p += (z[k] - tr.p) * max(follow, 0.2)
                         tr.power += (sources[k].power - tr.power) * max(smooth, 0.2)
             for k in np.nonzero(free)[0]:
                 if len(self._tracks) < self.max_tracks:
-                    self._tracks.append(_PosTrack(t, z[k], sources[k].power))
-        params = {"confirm_time": self.confirm_time, "confirm_ratio": self.confirm_ratio,
-                  "tentative_time": self.tentative_time, "death_time": self.death_time}
-        kept, ready = _count_frame(self._tracks, t, smooth, params)
+                    track = _PosTrack(t, z[k], sources[k].power)
+                    track.lead = k == strongest
+                    track.logodds = _LEAD_EVIDENCE if track.lead else 0.0
+                    self._tracks.append(track)
+        kept, ready = _count_frame(self._tracks, t, smooth, params, active)
+        if self.same_source is not None:
+            # Never confirm a track that a confirmed one explains (its echo, or a side lobe of it).
+            confirmed = [tr for tr in kept if tr.id]
+            ready = {tr for tr in ready if not any(self.same_source(tr.p, c.p) for c in confirmed)}
         # Two tracks on one talker (a second peak from the same source's reflections): keep the older.
         kept.sort(key=lambda tr: tr.birth)
         self._tracks = [tr for i, tr in enumerate(kept)
@@ -479,5 +555,6 @@ class PositionTracker:
     @property
     def tracks(self) -> tuple[PositionTrackState, ...]:
         t = self._t or 0.0
+        params = {"hold_time": self.hold_time}
         return tuple(PositionTrackState(tr.id, *map(float, tr.p), tr.activity, t - tr.birth, tr.power)
-                     for tr in sorted(self._tracks, key=lambda tr: tr.id) if tr.id)
+                     for tr in sorted(self._tracks, key=lambda tr: tr.id) if tr.id and not _hidden(tr, t, params))

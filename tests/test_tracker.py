@@ -96,7 +96,10 @@ def test_two_talkers_crossing_keep_their_ids():
         a, b = truth(t)
         if abs(a - b) < 10.0:  # too close for the peak picker: one peak between them
             return [peak((a + b) / 2 + rng.uniform(-1, 1))]
-        return [peak(a + rng.uniform(-2, 2)), peak(b + rng.uniform(-2, 2), power=0.9)]
+        # Two talkers: each is the louder one in turn (speech is bursty), strongest peak first.
+        pair = [peak(a + rng.uniform(-2, 2), power=rng.uniform(0.5, 1)),
+                peak(b + rng.uniform(-2, 2), power=rng.uniform(0.5, 1))]
+        return sorted(pair, key=lambda p: -p.power)
 
     tracker = Tracker()
     out = run(tracker, np.arange(0, duration + HOP / 2, HOP), peaks_at)
@@ -116,21 +119,52 @@ def test_two_talkers_crossing_keep_their_ids():
 
 
 @pytest.mark.parametrize("how", ["inactive", "no peaks"])
-def test_silence_ends_tracks_after_death_time(how):
+def test_silence_hides_a_track_then_ends_it(how):
     tracker = Tracker()
     stop = 1.0
-    death = tracker.params["death_time"]
+    hold, death = tracker.params["hold_time"], tracker.params["death_time"]
     out = run(tracker, np.arange(0, stop + death + 1.0, HOP),
               lambda t: [peak(45.0)] if t < stop or how == "inactive" else [],
               lambda t: t < stop or how == "no peaks")
     last_hit = max(t for t in (t for t, _ in out) if t < stop)
-    alive_until = max(t for t, tracks in out if tracks)
-    assert last_hit + death / 2 < alive_until <= last_hit + death + HOP + 1e-9
-    # While it coasts in silence the track holds still and its activity decays.
-    coasting = [tracks[0] for t, tracks in out if last_hit < t <= alive_until]
+    shown_until = max(t for t, tracks in out if tracks)
+    # Reported while it coasts for hold_time, then hidden.
+    assert last_hit + hold / 2 < shown_until <= last_hit + hold + HOP + 1e-9
+    coasting = [tracks[0] for t, tracks in out if last_hit < t <= shown_until]
     assert all(az_error(s.azimuth, 45.0) < 1.0 for s in coasting)
-    assert coasting[-1].activity < 0.05 < coasting[0].activity
-    assert tracker.tracks == ()
+    assert coasting[-1].activity < coasting[0].activity
+    # Deleted after death_time: a talker who speaks again then is a new track.
+    assert tracker._tracks == []
+    t0 = out[-1][0] + HOP
+    back = run(tracker, t0 + np.arange(0, 1.0, HOP), lambda t: [peak(45.0)])
+    assert [s.id for s in back[-1][1]] == [2]
+
+
+def test_a_pause_shorter_than_the_track_timeout_keeps_the_id():
+    tracker = Tracker(death_time=3.0)
+    talk = lambda t: t < 1.0 or t >= 3.5  # noqa: E731  a 2.5 s pause: hidden after 1 s, not deleted
+    out = run(tracker, np.arange(0, 4.5, HOP), lambda t: [peak(120.0 + (5.0 if t >= 3.5 else 0.0))], talk)
+    assert [s.id for s in out[-1][1]] == [1]
+    hidden = [tracks for t, tracks in out if 2.1 < t < 3.5]
+    assert hidden and all(tracks == () for tracks in hidden)
+    # A weaker peak (a reflection of another source) does not wake a hidden track.
+    tracker = Tracker(death_time=5.0)
+    run(tracker, np.arange(0, 1.0, HOP), lambda t: [peak(120.0)])
+    run(tracker, np.arange(1.0, 2.5, HOP), lambda t: [], lambda t: False)   # hidden from t = 2 s
+    out = run(tracker, np.arange(2.5, 5.0, HOP), lambda t: [peak(300.0), peak(125.0, power=0.5)])
+    assert [s.id for s in out[-1][1]] == [2] and az_error(out[-1][1][0].azimuth, 300.0) < 3.0
+
+
+def test_a_peak_that_is_never_the_strongest_is_never_confirmed():
+    """A reflection: always weaker than its source, always beside it. A second talker leads at times."""
+    tracker = Tracker()
+    out = run(tracker, np.arange(0, 5.0, HOP), lambda t: [peak(60.0), peak(230.0, power=0.6)])
+    assert {s.id for _, tracks in out for s in tracks} == {1}
+    rng = np.random.default_rng(0)
+    tracker = Tracker()
+    out = run(tracker, np.arange(0, 5.0, HOP),
+              lambda t: [peak(60.0), peak(230.0, power=0.6)] if rng.random() < 0.8 else [peak(230.0), peak(60.0, power=0.6)])
+    assert sorted(s.id for s in out[-1][1]) == [1, 2]
 
 
 def test_speech_gaps_keep_the_same_id():
@@ -187,18 +221,25 @@ def test_planar_tracks_stay_on_the_horizon():
 
 def test_duplicate_tracks_merge_into_the_older_id():
     tracker = Tracker(merge_deg=8.0, confirm_time=0.1, tentative_time=0.2)
-    run(tracker, np.arange(0, 1.0, HOP), lambda t: [peak(100.0), peak(170.0)])
+    rng = np.random.default_rng(1)
+
+    def alternating(a, b):  # two talkers, each the stronger one in turn
+        return [peak(a), peak(b, power=0.7)] if rng.random() < 0.5 else [peak(b), peak(a, power=0.7)]
+
+    run(tracker, np.arange(0, 1.0, HOP), lambda t: alternating(100.0, 170.0))
     assert [s.id for s in tracker.tracks] == [1, 2]
     # The second source walks onto the first and stays there: one track, the older id.
     times = np.arange(1.0, 3.0, HOP)
-    run(tracker, times, lambda t: [peak(100.0), peak(max(105.0, 170.0 - 60.0 * (t - 1.0)))])
+    run(tracker, times, lambda t: alternating(100.0, max(105.0, 170.0 - 60.0 * (t - 1.0))))
     assert [s.id for s in tracker.tracks] == [1]
 
 
 def test_max_tracks_is_never_exceeded():
     tracker = Tracker(max_tracks=3)
     azimuths = np.arange(0, 360, 45.0)  # 8 steady sources
-    run(tracker, np.arange(0, 1.0, HOP), lambda t: [peak(a, power=1 + a / 360) for a in azimuths])
+    rng = np.random.default_rng(2)
+    run(tracker, np.arange(0, 2.0, HOP),
+        lambda t: sorted((peak(a, power=rng.uniform(0.5, 1)) for a in azimuths), key=lambda p: -p.power))
     assert len(tracker.tracks) == 3 and len(tracker._tracks) <= 3
 
 
@@ -215,13 +256,15 @@ def test_time_must_not_go_back_and_reset_restarts_ids():
 
 def test_set_params_applies_and_validates():
     tracker = Tracker()
-    tracker.set_params(gate_deg=30.0, death_time=0.5)
-    assert tracker.params["gate_deg"] == 30.0 and tracker.params["death_time"] == 0.5
+    tracker.set_params(gate_deg=30.0, death_time=2.5, hold_time=0.5)
+    assert tracker.params["gate_deg"] == 30.0 and tracker.params["death_time"] == 2.5
+    assert tracker.params["hold_time"] == 0.5
     for bad in [{"gate_deg": 0.0}, {"gate_deg": -5}, {"death_time": -1.0}, {"confirm_time": -0.1},
                 {"tentative_time": 0.1, "confirm_time": 0.2}, {"confirm_ratio": 1.5}, {"confirm_ratio": 0},
                 {"activity_tau": 0}, {"measurement_noise_deg": -1}, {"process_noise_deg_s": 0},
                 {"merge_deg": -1}, {"max_tracks": 0}, {"max_tracks": 2.5}, {"gate_deg": "wide"},
-                {"death_time": float("nan")}, {"planar": "yes"}, {"no_such_knob": 1}]:
+                {"death_time": float("nan")}, {"planar": "yes"}, {"no_such_knob": 1},
+                {"hold_time": 0}]:
         with pytest.raises(ParameterError):
             tracker.set_params(**bad)
     assert tracker.params["gate_deg"] == 30.0  # a rejected change leaves everything as it was
