@@ -67,7 +67,7 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                         "blocks on average (default 0.5)")
     p.add_argument("--min-separation", type=float, default=20.0, metavar="DEG", help="minimum angle between reported sources")
     p.add_argument("--track-timeout", type=_track_timeout, default=None, metavar="S",
-                   help="seconds a silent talker keeps its track id (hidden after 1 s; default 8): a talker who "
+                   help="seconds a silent talker keeps its track id (hidden after 0.5 s; default 8): a talker who "
                         "speaks again within the gate gets the same id")
     p.add_argument("--weights", default=None, help="network weights for --method dnn")
     p.add_argument("--mode", choices=["doa", "position"], default="doa",

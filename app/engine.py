@@ -42,6 +42,7 @@ class AnalysisConfig:
     tracker: dict = field(default_factory=dict)
     mode: str = "doa"             # "position": x, y, z in the room (profiles with a room)
     search: str | None = None     # position mode's global search
+    extraction: str | None = None  # how several sources are told apart (None: doascope.dsp.extraction's default)
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,7 +108,7 @@ def build_localizer(cfg: AnalysisConfig, profile: Profile, fs: int, *, step: int
     est = make_estimator(cfg.method, profile.positions, fs=fs, nfft=nfft, grid=grid, band=cfg.band,
                          n_sources=cfg.n_sources, **options)
     return Localizer(est, hop=hop, n_sources=cfg.n_sources, frames_per_block=cfg.frames_per_block,
-                     smoothing=cfg.smoothing, min_separation=cfg.min_separation, step=step)
+                     smoothing=cfg.smoothing, min_separation=cfg.min_separation, step=step, extraction=cfg.extraction)
 
 
 class Engine:

@@ -131,7 +131,8 @@ class Localizer(BlockStream):
     def __init__(self, estimator: Estimator, *, hop: int | None = None, n_sources: int = 1,
                  frames_per_block: int = 8, smoothing: float = 0.0, min_separation: float = 20.0,
                  gate: ActivityGate | None = None, window: str = "hann",
-                 step: int | None = None, extraction: str = DEFAULT_EXTRACTION):
+                 step: int | None = None, extraction: str | None = None):
+        extraction = extraction or DEFAULT_EXTRACTION
         if extraction not in EXTRACTIONS:
             raise ParameterError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
         self.extraction = extraction

@@ -49,6 +49,8 @@ _MISS_EVIDENCE = -0.5
 _CONFIRM_LOGODDS = 2.0    # P(exists) = 0.88: confirm (after confirm_time)
 _DROP_LOGODDS = -2.0      # P(exists) = 0.12: a tentative track is dropped
 _MAX_LOGODDS = 4.0        # the most a track can bank, so that evidence against it still counts
+# A confirmed track takes weaker peaks only within this time (s) of being a frame's strongest peak.
+_LEAD_MEMORY_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class _Track:
         self.lead = False       # hit by the frame's strongest peak
         self.occluded = False   # sharing one peak with another track this frame (a crossing)
         self.logodds = 0.0      # existence, see _LEAD_EVIDENCE
+        self.last_lead = -math.inf
 
     def predict(self, dt: float, q: float) -> None:
         # Continuous white-noise acceleration: the covariance grows with dt the same way whatever
@@ -199,7 +202,7 @@ class Tracker:
     """
 
     def __init__(self, *, gate_deg: float = 20.0, confirm_time: float = 0.3, confirm_ratio: float = 0.6,
-                 hold_time: float = 1.0, death_time: float = TRACK_TIMEOUT, tentative_time: float = 1.0,
+                 hold_time: float = 0.5, death_time: float = TRACK_TIMEOUT, tentative_time: float = 1.0,
                  merge_deg: float = 8.0,
                  process_noise_deg_s: float = 15.0, measurement_noise_deg: float = 8.0,
                  activity_tau: float = 0.3, min_power: float = 0.0, planar: bool = False, max_tracks: int = 8):
@@ -274,9 +277,7 @@ class Tracker:
                 pairs = self._assign(group, z, free)
                 for i, k in pairs:  # every hit marked first: _overlapped asks who went without
                     group[i].lead = k == strongest
-                    # A hidden track wakes only on a frame's strongest peak: a reflection of another
-                    # source must not bring a talker who has left back on screen.
-                    group[i].hit = group[i].lead or not _hidden(group[i], t, p)
+                    group[i].hit = group[i].lead or _backed(group[i], t, p)
                 pairs = [(i, k) for i, k in pairs if group[i].hit]
                 for i, k in pairs:
                     free[k] = False
@@ -380,6 +381,14 @@ class Tracker:
                           float(tr.activity), t - tr.birth, tr.power)
 
 
+def _backed(tr, t: float, p: dict) -> bool:
+    """Whether a weaker peak may update the track. A tentative track, yes (it gains no evidence from
+    it). A confirmed one only while shown and while its talker was the strongest source within
+    _LEAD_MEMORY_S: a talker who has stopped must not be kept on screen, or dragged away, by a
+    reflection of the one who is talking now."""
+    return not tr.id or (not _hidden(tr, t, p) and t - tr.last_lead < _LEAD_MEMORY_S)
+
+
 def _hidden(tr, t: float, p: dict) -> bool:
     """Whether a confirmed track has gone unheard so long (hold_time) that it is no longer reported."""
     return bool(tr.id) and t - tr.last_hit >= p["hold_time"]
@@ -401,6 +410,8 @@ def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool) -> tupl
             tr.logodds = min(_MAX_LOGODDS, tr.logodds + evidence)
         if tr.hit:
             tr.last_hit = t
+        if tr.lead:
+            tr.last_lead = t
         age, ratio = t - tr.birth, tr.hits / tr.updates
         if tr.id:
             if t - tr.last_hit < p["death_time"]:
@@ -459,6 +470,7 @@ class _PosTrack:
         self.id = 0
         self.lead = False
         self.logodds = 0.0
+        self.last_lead = -math.inf
 
 
 class PositionTracker:
@@ -466,7 +478,7 @@ class PositionTracker:
     ``gate_m``, exponential smoothing of position with time constant ``position_tau``, and the same
     existence, birth, confirmation, hiding and death rules as :class:`Tracker`. A room search finds
     fewer peaks a second than a direction search (most blocks show only the loudest talker), so a
-    track is shown for ``hold_time`` = 2 s unheard, not 1 s. Positions from an SRP search jitter by
+    track is shown for ``hold_time`` = 2 s unheard, not 0.5 s. Positions from an SRP search jitter by
     a few centimetres and talkers move slowly, so no velocity model is needed.
     """
 

@@ -180,7 +180,10 @@ def test_speech_gaps_keep_the_same_id():
               lambda t: speaking(t) or t > 3.0)
     ids = {s.id for _, tracks in out for s in tracks}
     assert ids == {1}
-    assert all(len(tracks) == 1 for t, tracks in out if t > 0.3)
+    # Shown while speaking and for hold_time after; hidden in the rest of a pause, and back at once.
+    hold = tracker.params["hold_time"]
+    assert all(len(tracks) == 1 for t, tracks in out if t > 0.3 and (t % 1.4) < 0.6 + hold - HOP)
+    assert all(len(tracks) == 0 for t, tracks in out if t > 0.3 and (t % 1.4) > 0.6 + hold + HOP)
 
 
 def test_irregular_hops_and_the_wrap_at_360():
