@@ -7,7 +7,8 @@ the engine or anyone else; socket and transport buffers are kept small so that t
 megabytes of kernel buffer, is what holds a slow client's backlog (and bounds how stale its frames
 get). TCP clients may send the same JSON messages as WebSocket ones (control, subscribe, ping), one
 per line. ``--odas HOST:PORT`` also pushes ODAS's SST (to PORT) and SSL (to PORT+1) JSON to existing
-ODAS consumers, reconnecting whenever they come and go.
+ODAS consumers, reconnecting whenever they come and go. A plain HTTP GET on the WebSocket port gets
+the live web page (app/web/); ``--mqtt`` publishes to a broker (app/mqtt.py), as one more client.
 """
 
 from __future__ import annotations

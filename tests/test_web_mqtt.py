@@ -267,10 +267,12 @@ def test_same_origin_needs_a_token(tmp_path):
 class Mosquitto:
     """A Mosquitto broker of the test's own: 127.0.0.1, a free port, no persistence."""
 
-    def __init__(self, tmp: Path, port: int | None = None):
+    def __init__(self, tmp: Path, port: int | None = None, *, extra: str = "allow_anonymous true\n"):
         self.port = port or free_port()
         self.conf = tmp / f"mosquitto-{self.port}.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        # As root, Mosquitto would switch to its own user, who cannot read the test's private files.
+        user = "user root\n" if os.geteuid() == 0 else ""
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\npersistence false\n{user}{extra}")
         self.log = tmp / f"mosquitto-{self.port}.log"
         self.proc = None
         self.start()
@@ -418,9 +420,44 @@ def test_broker_restart_does_not_stop_the_engine(tmp_path, broker):
         seq = [m["seq"] for m in frames if m["type"] == "doa"]
         assert seq == list(range(seq[0], seq[0] + len(seq))), "the WebSocket stream has gaps"
         assert frames[-1]["overruns"] == 0 and serve.proc.poll() is None
+        broker.stop()  # and serve stops cleanly while its broker is away
     finally:
         sub.close()
         serve.close()
+    assert serve.proc.returncode == 0 and "Traceback" not in serve.stderr(), serve.stderr()
+
+
+@need_mosquitto
+@pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
+                    reason="needs openssl and mosquitto_passwd (Debian's openssl and mosquitto)")
+def test_mqtt_over_tls_with_a_password(tmp_path, monkeypatch):
+    """A broker that wants TLS and a user name: serve publishes with --mqtt-ca and a password from the
+    environment; listen without the password is refused in one line."""
+    key, cert, passwords = tmp_path / "key.pem", tmp_path / "cert.pem", tmp_path / "passwords"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "array", "pa55word"], check=True,
+                   capture_output=True, timeout=60)
+    broker = Mosquitto(tmp_path, extra=f"certfile {cert}\nkeyfile {key}\nallow_anonymous false\n"
+                                       f"password_file {passwords}\n")
+    monkeypatch.setenv("DOASCOPE_MQTT_PASSWORD", "pa55word")  # serve reads it; listen gets --mqtt-password
+    serve = Serve(tmp_path, "--mqtt", f"{HOST}:{broker.port}", "--mqtt-ca", str(cert), "--mqtt-user", "array")
+    monkeypatch.delenv("DOASCOPE_MQTT_PASSWORD")
+    try:
+        cmd = [sys.executable, "-m", "doascope.app.cli", "listen", "--mqtt", f"{HOST}:{broker.port}", "--mqtt-ca",
+               str(cert), "--mqtt-user", "array", "--count", "3", "--json"]
+        out = subprocess.run(cmd + ["--mqtt-password", "pa55word"], capture_output=True, text=True, timeout=60,
+                             check=False)
+        assert out.returncode == 0, out.stderr
+        msgs = [json.loads(line) for line in out.stdout.splitlines()]
+        assert [m["type"] for m in msgs] == ["meta", "doa", "doa", "doa"]
+        out = subprocess.run(cmd + ["--mqtt-password", "wrong"], capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and "refused" in out.stderr, out.stderr
+        assert serve.proc.poll() is None
+    finally:
+        serve.close()
+        broker.stop()
     assert serve.proc.returncode == 0 and "Traceback" not in serve.stderr(), serve.stderr()
 
 
