@@ -64,13 +64,13 @@ def angle(a: float, b: float) -> float:
 class Serve:
     """`doascope serve` on the two-talker scene, looping, as a process."""
 
-    def __init__(self, tmp: Path, *extra: str, name: str = "serve"):
+    def __init__(self, tmp: Path, *extra: str, name: str = "serve", profile: str = PROFILE):
         self.port, self.tcp_port = free_port(), free_port()
         self.page = f"http://{HOST}:{self.port}/"
         self.stderr_path = tmp / f"{name}.stderr"
         self._err = open(self.stderr_path, "w")  # noqa: SIM115 - open while the server runs
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "doascope.app.cli", "serve", "--profile", PROFILE, "--sim", "two-talkers",
+            [sys.executable, "-m", "doascope.app.cli", "serve", "--profile", profile, "--sim", "two-talkers",
              "--loop", "--sources", "2", "--port", str(self.port), "--tcp-port", str(self.tcp_port), *extra],
             stdout=subprocess.DEVNULL, stderr=self._err)
         wait_for(lambda: "serving" in self.stderr() or self.proc.poll() is not None, 90, "serve to start")
@@ -204,6 +204,31 @@ def test_live_page_in_headless_chromium(tmp_path, chromium):
         wait_for(lambda: chromium.js("document.documentElement.scrollWidth") <= 390, 10, "the page to fit 390 px")
         assert serve.proc.poll() is None
         assert "Traceback" not in serve.stderr(), serve.stderr()
+    finally:
+        serve.close()
+
+
+@need_chromium
+def test_live_page_draws_the_room_map_in_position_mode(tmp_path, chromium):
+    serve = Serve(tmp_path, "--mode", "position", profile="room_walls_6mic")
+    try:
+        chromium.open(serve.page)
+        wait_for(lambda: chromium.js("document.getElementById('state').textContent") == "live", 60, "the page to go live")
+        assert "Room map" in chromium.js("document.getElementById('view-title').textContent")
+        assert chromium.js("Array.from(document.querySelectorAll('#track-head th')).map(h => h.textContent)") == \
+            ["id", "x (m)", "y (m)", "z (m)", "activity"]
+        rows = wait_for(lambda: chromium.js(TRACK_ROWS), 60, "tracks in the page")
+        from doascope.hardware_profiles import load_profile
+        room = load_profile("room_walls_6mic").room
+        for row in rows:
+            assert all(lo <= float(v) <= hi for v, (lo, hi) in zip(row[1:4], room)), row
+        assert len(chromium.js("Array.from(document.querySelectorAll('#levels .db'))")) == 6
+        # The map is drawn over the whole room: many distinct colours, not a blank canvas.
+        colours = chromium.js("""(() => { const c = document.getElementById('plot');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, seen = new Set();
+            for (let i = 0; i < d.length; i += 4 * 97) seen.add(d[i] << 16 | d[i + 1] << 8 | d[i + 2]);
+            return seen.size; })()""")
+        assert colours > 50, colours
     finally:
         serve.close()
 
