@@ -148,7 +148,7 @@ class MqttPublisher:
 
     # the service's event loop
     def push(self, text: str) -> None:
-        if text.startswith('{"v":1,"type":"meta"'):  # protocol.dumps: compact, v then type first
+        if '"type":"meta"' in text[:40]:  # protocol.dumps writes compact JSON, "v" and "type" first
             self._meta, self._meta_due = text, True
         else:
             if len(self.queue) == self.queue.maxlen:
