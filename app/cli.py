@@ -89,6 +89,8 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from doascope.app.mqtt import add_options as mqtt_options
+
     parser = argparse.ArgumentParser(prog="doascope", description="Sound source localization with microphone arrays.")
     parser.add_argument("--version", action="version", version=f"doascope {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -122,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra browser origin allowed on the WebSocket (localhost ones always are)")
     p.add_argument("--odas", default=None, metavar="HOST:PORT",
                    help="also push ODAS SST JSON to HOST:PORT and SSL JSON to HOST:PORT+1")
+    mqtt_options(p, serve=True)
 
     p = sub.add_parser("listen", help="print the stream of a running `doascope serve`")
     p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="WebSocket URL (default ws://127.0.0.1:8765)")
@@ -131,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control", action="append", default=None, metavar="JSON", help="send a control message first")
     p.add_argument("--count", type=int, default=0, help="stop after N doa messages")
     p.add_argument("--json", action="store_true", help="print the raw messages")
+    mqtt_options(p, serve=False)
 
     p = sub.add_parser("gui", help="the desktop GUI: live spatial spectrum, tracks and controls")
     p.add_argument("--profile", "-p", default=None, help="profile to start with")

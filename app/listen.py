@@ -117,6 +117,9 @@ async def _tcp(hostport: str, args) -> int:
 
 def cmd_listen(args) -> int:
     try:
+        if args.mqtt:
+            from doascope.app.mqtt import cmd_listen as mqtt_listen
+            return mqtt_listen(args)
         if args.tcp:
             return asyncio.run(_tcp(args.tcp, args))
         return asyncio.run(_ws(args.url, args))

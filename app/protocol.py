@@ -52,12 +52,23 @@ def meta(engine, profile, cfg=None) -> dict:
 def doa(frame, *, spectrum: bool = False) -> dict:
     msg = {"v": VERSION, "type": "doa", "seq": frame.seq, "t": round(frame.t, 4), "wall": round(frame.wall, 3),
            "xruns": frame.xruns, "overruns": frame.overruns, "method": frame.method,
-           "tracks": [tr.as_dict() for tr in frame.tracks], "peaks": [p.as_dict() for p in frame.peaks]}
+           "tracks": [tr.as_dict() for tr in frame.tracks], "peaks": [p.as_dict() for p in frame.peaks],
+           "levels": levels(frame)}
     if frame.status:
         msg["status"] = frame.status
     if spectrum:
         msg["spectrum"] = encode_spectrum(frame.spectrum)
     return msg
+
+
+LEVEL_FLOOR_DB = -120.0  # dBFS reported for digital silence
+
+
+def levels(frame) -> dict:
+    """Input levels of the newest hop per microphone, dB full scale (0 dBFS: |sample| = 1)."""
+    def db(x):
+        return [round(max(LEVEL_FLOOR_DB, 20.0 * math.log10(v)) if v > 0 else LEVEL_FLOOR_DB, 1) for v in x.tolist()]
+    return {"rms": db(frame.rms), "peak": db(frame.peak_level)}
 
 
 def encode_spectrum(s: np.ndarray) -> dict:

@@ -7,7 +7,8 @@ the engine or anyone else; socket and transport buffers are kept small so that t
 megabytes of kernel buffer, is what holds a slow client's backlog (and bounds how stale its frames
 get). TCP clients may send the same JSON messages as WebSocket ones (control, subscribe, ping), one
 per line. ``--odas HOST:PORT`` also pushes ODAS's SST (to PORT) and SSL (to PORT+1) JSON to existing
-ODAS consumers, reconnecting whenever they come and go.
+ODAS consumers, reconnecting whenever they come and go. A plain HTTP GET on the WebSocket port gets
+the live web page (app/web/); ``--mqtt`` publishes to a broker (app/mqtt.py), as one more client.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections import deque
 from urllib.parse import parse_qs, urlparse
 
 from doascope import DoascopeError, ParameterError
-from doascope.app import protocol
+from doascope.app import protocol, web
 
 QUEUE_FRAMES = 64            # per client: ~2 s of frames at 30 per second
 SEND_BUFFER = 32 * 1024      # bytes: kernel send buffer per client (loopback would otherwise take MBs)
@@ -157,16 +158,30 @@ class Service:
     # -- WebSocket -------------------------------------------------------------------------------
 
     def _ws_request(self, connection, request):
-        if self.token is None:
-            return None
         query = parse_qs(urlparse(request.path).query)
         presented = (query.get("token") or [None])[0]
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
             presented = auth[7:]
+        if request.headers.get("Upgrade", "").lower() != "websocket":  # a browser asking for the live page
+            return web.answer(self, connection, request, authorised=self.authorised(presented))
         if not self.authorised(presented):
             return connection.respond(401, "a valid token is required: ws://host:port/?token=...\n")
+        if not self._origin_allowed(request):
+            return connection.respond(403, "this origin may not connect (see serve --allow-origin)\n")
         return None
+
+    def _origin_allowed(self, request) -> bool:
+        try:
+            origin, host = request.headers.get("Origin"), request.headers.get("Host")
+        except Exception:  # MultipleValuesError: a browser sends one of each
+            return False
+        if any(o == origin or (isinstance(o, re.Pattern) and origin is not None and o.fullmatch(origin))
+               for o in self.origins):
+            return True
+        # The live page, opened at whatever address reaches this port. Only with a token (which was just
+        # checked): without one, any web site could point its own name at this address (DNS rebinding).
+        return self.token is not None and host is not None and origin in (f"http://{host}", f"https://{host}")
 
     async def _ws_handler(self, ws) -> None:
         _small_buffers(ws.transport)
@@ -287,7 +302,7 @@ class Service:
         tasks = []
         try:
             if port is not None:
-                servers.append(await serve(self._ws_handler, host, port, origins=self.origins,
+                servers.append(await serve(self._ws_handler, host, port, origins=None,  # _origin_allowed
                                            process_request=self._ws_request,
                                            max_size=protocol.MAX_CLIENT_MESSAGE, compression=None,
                                            write_limit=WRITE_LIMIT, ping_interval=20, ping_timeout=20,
@@ -306,7 +321,8 @@ class Service:
         self.engine.subscribe(self.on_frame)
         self.engine.start()
         if not quiet:
-            where = ", ".join(filter(None, [f"ws://{host}:{port}" if port is not None else "",
+            where = ", ".join(filter(None, [f"ws://{host}:{port} (live page: http://{host}:{port}/)"
+                                            if port is not None else "",
                                             f"tcp://{host}:{tcp_port}" if tcp_port is not None else ""]))
             print(f"doascope: serving {self.engine.source.description} on {where}", file=sys.stderr, flush=True)
         last = time.monotonic()
@@ -358,6 +374,7 @@ def parse_hostport(text: str) -> tuple[str, int]:
 def cmd_serve(args) -> int:
     from doascope.app.commands import analysis_config
     from doascope.app.engine import Engine
+    from doascope.app.mqtt import publisher
     from doascope.app.run import make_source
     from doascope.hardware_profiles import load_profile
 
@@ -368,6 +385,7 @@ def cmd_serve(args) -> int:
         raise ParameterError("--allow-remote needs --token TOKEN (clients send it as ?token=... or a first line)")
     odas = parse_hostport(args.odas) if args.odas else None
     profile = load_profile(args.profile)
+    mqtt = publisher(args, profile)  # None without --mqtt
     source = make_source(args, profile)
     engine = Engine(source, profile, analysis_config(args))
     service = Service(engine, profile, token=args.token, origins=args.allow_origin or ())
@@ -377,7 +395,16 @@ def cmd_serve(args) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await service.run(host=args.host, port=args.port, tcp_port=args.tcp_port, odas=odas, stop=stop)
+        if mqtt:  # the broker is one more client: it gets every frame, and meta whenever it changes
+            mqtt.start(service.meta_text())
+            print(f"doascope: publishing to MQTT broker {mqtt.host}:{mqtt.port}: {mqtt.topic_tracks}, "
+                  f"{mqtt.topic_meta} (retained)", file=sys.stderr, flush=True)
+            service.clients.add(mqtt)
+        try:
+            await service.run(host=args.host, port=args.port, tcp_port=args.tcp_port, odas=odas, stop=stop)
+        finally:
+            if mqtt:
+                await asyncio.to_thread(mqtt.stop)
 
     asyncio.run(main())
     if engine.error:

@@ -22,6 +22,7 @@ apt_packages=(
   libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-randr0 libxcb-render-util0
   libxcb-image0 libxcb-xinerama0 libxcb-xfixes0 libxcb-sync1 libxcb-xkb1  # Qt's xcb platform
+  chromium mosquitto                              # the live web page's and MQTT's tests (they run their own)
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -32,6 +33,10 @@ if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The MQTT tests start a broker of their own on a free port: the system service is not wanted.
+  if [[ " ${missing[*]} " == *" mosquitto "* ]] && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  fi
 fi
 
 py=${PYTHON:-python3}
