@@ -457,6 +457,9 @@ def serve_bench(quick: bool, out: dict, *, speed: float = 1.0, counts=(0, 10, 10
 
 def cmd_bench(args) -> int:
     """One part per flag (--live, --serve, --dnn, --position); without any, speed and accuracy."""
+    from doascope.extras import require
+
+    require(*(extra for flag, extra in (("serve", "net"), ("dnn", "dnn")) if getattr(args, flag, False)))
     out: dict = {}
     parts = {"live": lambda: live(args.quick, out),
              "serve": lambda: serve_bench(args.quick, out),

@@ -28,11 +28,12 @@ def _band(text: str) -> tuple[float, float]:
 
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that localizes (locate, run, serve, gui)."""
-    from doascope.dsp.estimators import available_methods
+    # A plain table, not the estimator registry: the help must not load numba or scipy.
+    from doascope.methods import DEFAULT_METHOD, method_names
 
     p.add_argument("--profile", "-p", required=True, help="shipped profile id (see `doascope profiles`) or a TOML path")
-    p.add_argument("--method", "-m", default="srp-phat", metavar="M",
-                   help=f"DOA method: {', '.join(available_methods())} (default srp-phat)")
+    p.add_argument("--method", "-m", default=DEFAULT_METHOD, metavar="M",
+                   help=f"DOA method: {', '.join(method_names())} (default {DEFAULT_METHOD})")
     p.add_argument("--sources", "-k", type=int, default=1, metavar="K", help="sources to report per block (default 1)")
     p.add_argument("--band", type=_band, default=(300.0, 3500.0), metavar="FMIN:FMAX", help="analysis band in Hz (default 300:3500)")
     p.add_argument("--nfft", type=int, default=None, help="STFT size (default 512 at 16 kHz, scaled with the rate)")
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("locate", help="localize the sources in a multichannel recording")
-    p.add_argument("file", help="recording (WAV, FLAC, OGG, ... any format soundfile reads)")
+    p.add_argument("file", help="recording (WAV, FLAC, OGG, ... any format soundfile reads; acoular HDF5 with [hdf5])")
     add_analysis_options(p)
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output format (default jsonl)")
     p.add_argument("--output", "-o", default="-", help="output file (default stdout)")
@@ -147,7 +148,27 @@ def build_parser() -> argparse.ArgumentParser:
     register_train(sub)
     register_clip(sub)
     register_meta(sub)
+    from doascope.app.eval_cli import register as register_eval
+
+    register_eval(sub)
     return parser
+
+
+# The pip extras a command needs before it starts (doascope.extras); --sim and --plot add theirs.
+COMMAND_EXTRAS = {"gui": ("gui",), "serve": ("net",), "listen": ("net",), "demo": ("sim",), "bench": ("sim",),
+                  "train": ("dnn", "sim"), "clip": ("dnn", "plot"), "meta": ("dnn",)}
+META_EXTRAS = {"sinusoid": ("plot",), "calibration": ("sim", "plot")}
+
+
+def require_extras(args) -> None:
+    """One line naming the missing pip extra (exit 2) before any work starts."""
+    from doascope.extras import require
+
+    require(*COMMAND_EXTRAS.get(args.command, ()), *META_EXTRAS.get(getattr(args, "meta_command", None), ()))
+    if getattr(args, "sim", None):
+        require("sim")
+    if getattr(args, "plot", None):
+        require("plot")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        require_extras(args)
         if args.command == "profiles":
             from doascope.app.commands import cmd_profiles as run
         elif args.command == "locate":
@@ -181,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             from doascope.app.demo import cmd_demo as run
         elif args.command == "bench":
             from doascope.app.bench import cmd_bench as run
+        elif args.command == "eval":
+            from doascope.app.eval_cli import cmd_eval as run
         else:  # pragma: no cover - argparse rejects unknown commands
             parser.error(f"unknown command {args.command}")
         return int(run(args) or 0)

@@ -41,6 +41,9 @@ def terminal_demo(args) -> int:
     from doascope.dsp import Localizer, default_grid, make_estimator
     from doascope.dsp.metrics import azimuth_errors
 
+    from doascope.extras import require
+
+    require("plot")
     con = Console()
     profile = load_profile(args.profile)
     fs = profile.sample_rate

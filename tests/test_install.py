@@ -1,0 +1,110 @@
+"""First contact: optional parts (pip extras) end in one line naming the extra, the help and
+`import doascope` stay light, and the method names have one owner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from helpers import plane_wave_file
+
+from doascope.app.cli import main
+from doascope.extras import EXTRAS, MissingExtra, optional_import, require
+
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+
+
+def hide(monkeypatch, *modules):
+    """Make `import m` fail (and find_spec(m) return None) for each module, as if not installed."""
+    for m in modules:
+        for name in [n for n in sys.modules if n == m or n.startswith(m + ".")]:
+            monkeypatch.delitem(sys.modules, name)
+        monkeypatch.setitem(sys.modules, m, None)
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_every_extra_is_in_pyproject_and_all_holds_them():
+    extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
+    assert set(EXTRAS) <= set(extras)
+    everything = extras["all"][0]
+    for extra in EXTRAS:
+        assert extra in everything
+
+
+def test_core_dependencies_hold_no_optional_package():
+    deps = " ".join(tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]).lower()
+    for modules in EXTRAS.values():
+        for m in modules:
+            assert m.lower() not in deps
+
+
+def test_missing_extra_message(monkeypatch):
+    hide(monkeypatch, "pyqtgraph")
+    with pytest.raises(MissingExtra, match=r"^this needs doascope\[gui\]: pip install 'doascope\[gui\]'$"):
+        require("gui")
+    with pytest.raises(MissingExtra, match=r"doascope\[gui\]"):
+        optional_import("pyqtgraph")
+
+
+@pytest.mark.parametrize("argv, extra, hidden", [
+    (["gui"], "gui", "PySide6"),
+    (["serve", "--profile", "respeaker_usb_v2", "--file", "{wav}"], "net", "websockets"),
+    (["run", "--profile", "respeaker_usb_v2", "--sim", "two-talkers"], "sim", "pyroomacoustics"),
+    (["locate", "{wav}", "--profile", "respeaker_usb_v2", "--plot", "{png}"], "plot", "matplotlib"),
+    (["demo", "--no-gui"], "sim", "pyroomacoustics"),
+    (["train", "--profile", "respeaker_usb_v2"], "dnn", "torch"),
+    (["bench", "--quick"], "sim", "pyroomacoustics"),
+])
+def test_a_missing_extra_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path, argv, extra, hidden):
+    wav = plane_wave_file(str(tmp_path / "pw.wav"), "respeaker_usb_v2", azimuth=40.0, seconds=1.0)
+    png = tmp_path / "az.png"
+    hide(monkeypatch, hidden)
+    assert main([a.format(wav=wav, png=png) for a in argv]) == 2
+    line = one_line(capsys.readouterr().err)
+    # dnn adds where the CPU-only torch comes from, on the same line
+    assert line.startswith(f"doascope: error: this needs doascope[{extra}]: pip install 'doascope[{extra}]'")
+    assert not png.exists()
+
+
+def test_help_and_import_load_no_numeric_stack():
+    code = ("import sys, doascope; from doascope.app.cli import build_parser; build_parser(); "
+            "print(','.join(m for m in ('numpy', 'numba', 'scipy', 'torch', 'rich') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_method_names_have_one_owner():
+    from doascope.dsp.estimators import ESTIMATORS, available_methods, estimator_class
+    from doascope.methods import METHODS
+
+    assert available_methods() == sorted(METHODS)
+    for name in sorted(set(METHODS) - {"dnn"}):
+        assert estimator_class(name).name == name
+    pytest.importorskip("torch")
+    assert estimator_class("dnn").name == "dnn"
+    assert set(ESTIMATORS) == set(METHODS)
+
+
+def test_setuptools_build_has_no_warnings(tmp_path):
+    """The data folders are declared packages: building prints no 'Package would be ignored' walls."""
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+                          str(tmp_path), str(PYPROJECT.parent)], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {out.stderr.strip()[-200:]}")
+    assert "would be ignored" not in out.stdout + out.stderr
+    import zipfile
+
+    names = zipfile.ZipFile(next(tmp_path.glob("doascope-*.whl"))).namelist()
+    assert "doascope/app/schemas/stream.schema.json" in names
+    assert "doascope/models/weights/respeaker_usb_v2.pt" in names
+    assert not any(n.startswith(("app/", "models/", "tests/")) for n in names)
