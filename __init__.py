@@ -37,6 +37,10 @@ class AudioInputError(DoascopeError):
     """An audio file or device cannot be read, or its content does not fit the profile."""
 
 
+class DoascopeWarning(UserWarning):
+    """Settings that run but give poor answers (the command line prints it as one line)."""
+
+
 # The Python API loads on first use (PEP 562), so that `import doascope` stays light.
 _API = {"locate": "doascope.app.api", "Localizer": "doascope.app.api", "LocateResult": "doascope.app.api"}
 
@@ -63,6 +67,7 @@ __all__ = [
     "ParameterError",
     "ProfileError",
     "AudioInputError",
+    "DoascopeWarning",
     "SPEED_OF_SOUND",
     "__version__",
 ]

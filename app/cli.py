@@ -171,7 +171,22 @@ def require_extras(args) -> None:
         require("plot")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """doascope's own warnings as one line on stderr; others as Python prints them."""
+    from doascope import DoascopeWarning
+
+    if issubclass(category, DoascopeWarning):
+        print(f"doascope: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    global _python_show_warning
+    if warnings.showwarning is not _show_warning:
+        _python_show_warning, warnings.showwarning = warnings.showwarning, _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -158,9 +158,9 @@ def import_sounddevice():
     try:
         import sounddevice as sd
     except OSError:  # the module is there but the PortAudio library is not
-        raise AudioInputError("live capture needs the PortAudio library, which is not installed: on Debian or "
-                              "Ubuntu run 'sudo apt-get install libportaudio2' (files and --sim work without it)"
-                              ) from None
+        raise AudioInputError("live capture needs PortAudio (the libportaudio2 library), which is not installed: "
+                              "on Debian or Ubuntu run 'sudo apt-get install libportaudio2' (files and --sim work "
+                              "without it)") from None
     except ImportError:
         raise AudioInputError("live capture needs the sounddevice package: pip install sounddevice") from None
     return sd

@@ -79,6 +79,7 @@ def stft(audio, *, nfft: int = 512, hop: int | None = None, window: str = "hann"
     import scipy.fft  # here, not at the top: `doascope --help` imports this package and must stay quick
 
     frames = np.lib.stride_tricks.sliding_window_view(x, nfft, axis=1)[:, ::hop][:, :T]  # (ch, T, nfft)
+    # scipy's, not numpy's FFT: several times faster on float32 frames
     spec = scipy.fft.rfft(frames * _window(window, nfft), axis=2, workers=1)  # (ch, T, F)
     return np.ascontiguousarray(spec.transpose(0, 2, 1), dtype=np.complex64)
 

@@ -107,7 +107,7 @@ def test_streaming_localizer_gives_locate_results_whatever_the_chunks(recording)
 
 
 @pytest.mark.parametrize("module", ["doascope.app.api", "doascope.dsp.evaluation", "doascope.app.eval_cli",
-                                    "doascope.extras"])
+                                    "doascope.extras", "doascope.app.train_cli"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

@@ -108,3 +108,55 @@ def test_setuptools_build_has_no_warnings(tmp_path):
     assert "doascope/app/schemas/stream.schema.json" in names
     assert "doascope/models/weights/respeaker_usb_v2.pt" in names
     assert not any(n.startswith(("app/", "models/", "tests/")) for n in names)
+
+
+# --- one-line warnings for settings that run but answer badly ------------------------------------
+
+def test_sphere_grid_on_a_planar_array_warns_once(capsys, tmp_path):
+    wav = plane_wave_file(str(tmp_path / "pw.wav"), "respeaker_usb_v2", azimuth=40.0, seconds=1.0)
+    assert main(["locate", wav, "--profile", "respeaker_usb_v2", "--grid", "sphere"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "planar" in warned[0] and "--grid auto" in warned[0]
+    assert main(["locate", wav, "--profile", "respeaker_usb_v2"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_doa_mode_on_a_room_profile_suggests_position_mode():
+    import warnings
+
+    from doascope import DoascopeWarning
+    from doascope.app.engine import AnalysisConfig, build_localizer
+    from doascope.hardware_profiles import load_profile
+
+    prof = load_profile("room_walls_6mic")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_localizer(AnalysisConfig(), prof, prof.sample_rate)
+    assert [w.category for w in caught] == [DoascopeWarning]
+    assert "--mode position" in str(caught[0].message)
+
+
+def test_devices_without_any_input_says_so_in_one_line(monkeypatch, capsys):
+    import types
+
+    import doascope.app.sources as sources
+
+    fake = types.SimpleNamespace(query_devices=lambda: [{"name": "HDMI", "max_input_channels": 0,
+                                                         "default_samplerate": 48000.0}],
+                                 default=types.SimpleNamespace(device=(-1, -1)))
+    monkeypatch.setattr(sources, "import_sounddevice", lambda: fake)
+    assert main(["devices"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "no audio input device found" in one_line(err)
+
+
+def test_reported_power_never_exceeds_one():
+    import numpy as np
+
+    from doascope.dsp import circle_grid, find_peaks
+
+    grid = circle_grid(1.0)
+    s = np.zeros(len(grid), np.float32)
+    s[100], s[99], s[101] = 1.0, 0.6, 0.99     # the parabola through these tops out above 1
+    (peak,) = find_peaks(s, grid, 1)
+    assert 100.0 < peak.azimuth < 101.0 and peak.power == 1.0
