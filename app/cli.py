@@ -154,39 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The pip extras a command needs before it starts (doascope.extras); --sim and --plot add theirs.
-COMMAND_EXTRAS = {"gui": ("gui",), "serve": ("net",), "listen": ("net",), "demo": ("sim",), "bench": ("sim",),
-                  "train": ("dnn", "sim"), "clip": ("dnn", "plot"), "meta": ("dnn",)}
-META_EXTRAS = {"sinusoid": ("plot",), "calibration": ("sim", "plot")}
-
-
-def require_extras(args) -> None:
-    """One line naming the missing pip extra (exit 2) before any work starts."""
-    from doascope.extras import require
-
-    require(*COMMAND_EXTRAS.get(args.command, ()), *META_EXTRAS.get(getattr(args, "meta_command", None), ()))
-    if getattr(args, "sim", None):
-        require("sim")
-    if getattr(args, "plot", None):
-        require("plot")
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """doascope's own warnings as one line on stderr; others as Python prints them."""
-    from doascope import DoascopeWarning
-
-    if issubclass(category, DoascopeWarning):
-        print(f"doascope: warning: {message}", file=sys.stderr)
-    else:
-        _python_show_warning(message, category, filename, lineno, file, line)
-
-
 def main(argv: list[str] | None = None) -> int:
-    import warnings
+    from doascope.app.cli_extras import print_warnings_as_lines, require_extras
 
-    global _python_show_warning
-    if warnings.showwarning is not _show_warning:
-        _python_show_warning, warnings.showwarning = warnings.showwarning, _show_warning
+    print_warnings_as_lines()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

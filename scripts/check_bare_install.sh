@@ -11,7 +11,8 @@ py=${PYTHON:-python3}
 rm -rf "$venv"
 "$py" -m venv "$venv"
 echo "bare install: pip install . (no extras) into $venv" >&2
-"$venv/bin/python" -m pip -q --disable-pip-version-check install "$root"
+"$venv/bin/python" -m pip -q --disable-pip-version-check install "$root" \
+  2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 bin=$venv/bin
 fail() { echo "bare install: FAILED: $*" >&2; exit 1; }
 
