@@ -3,9 +3,9 @@ capture loop. Both are exported as ``doascope.locate`` and ``doascope.Localizer`
 analysis as ``doascope locate`` (same defaults, same numbers).
 
 Block-sized matrix products (a few mic pairs by a few hundred lags) only lose from BLAS threads:
-a multi-threaded OpenBLAS spends more time waking its threads than multiplying, which made
-library use 30-100x slower than the CLI. The hot calls here therefore run with BLAS limited to
-one thread (threadpoolctl), whatever the process has set.
+a multi-threaded OpenBLAS can spend more time waking its threads than multiplying, most on a
+machine with many cores or other work. The command line sets one BLAS thread before numpy loads;
+the hot calls here run with BLAS limited to one thread (threadpoolctl), whatever the process set.
 """
 
 from __future__ import annotations
