@@ -117,10 +117,14 @@ class Scores:
     cutoff: float
 
     def as_dict(self) -> dict:
+        """Plain values for JSON; a score that is undefined (NaN: nothing to average) becomes None."""
+        def v(x):
+            return None if isinstance(x, float) and x != x else x
+
         return {"blocks": self.blocks, "truths": self.truths, "estimates": self.estimates,
-                "detections": self.detections, "mae": self.mae,
-                "accuracy": {str(k): v for k, v in self.accuracy.items()}, "recall": self.recall,
-                "precision": self.precision, "ospa": self.ospa, "gate": self.gate, "cutoff": self.cutoff}
+                "detections": self.detections, "mae": v(self.mae),
+                "accuracy": {str(k): v(a) for k, a in self.accuracy.items()}, "recall": v(self.recall),
+                "precision": v(self.precision), "ospa": v(self.ospa), "gate": self.gate, "cutoff": self.cutoff}
 
 
 def score(blocks, *, thresholds=(5.0, 10.0, 20.0), gate: float = 30.0, cutoff: float | None = None) -> Scores:

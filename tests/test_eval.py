@@ -156,3 +156,29 @@ def test_hdf5_without_h5py_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(__import__("sys").modules, "h5py", None)
     with pytest.raises(DoascopeError, match=r"doascope\[hdf5\]"):
         read_hdf5_time_data(str(tmp_path / "r.h5"))
+
+
+def test_eval_position_mode_in_metres(capsys, tmp_path):
+    pytest.importorskip("pyroomacoustics")
+    import soundfile as sf
+
+    from doascope.app.scenes import simulate_room
+    from doascope.hardware_profiles import load_profile
+
+    p = load_profile("room_walls_6mic")
+    rec = simulate_room(p.positions, p.sample_rate, np.array([[2.0, 3.0, 1.5]]),
+                        room_dim=tuple(p.room[:, 1] - p.room[:, 0]), duration=2.0, rt60=0.3, snr_db=20, seed=1)
+    wav = tmp_path / "room.wav"
+    sf.write(wav, rec.audio, p.sample_rate)
+    truth = tmp_path / "truth.csv"
+    truth.write_text("time,x,y,z\n" + "".join(f"{t / 10:.1f},2.0,3.0,1.5\n" for t in range(21)))
+    assert main(["eval", str(wav), "--truth", str(truth), "--profile", "room_walls_6mic", "--mode", "position",
+                 "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["unit"] == "m" and s["gate"] == 1.0 and set(s["accuracy"]) == {"0.25", "0.5", "1.0"}
+    assert s["mae"] < 0.3 and s["recall"] > 0.7
+    # directions against a position truth in position mode is a user error: one line, exit 2
+    az = tmp_path / "az.csv"
+    az.write_text("time,azimuth\n0,10\n")
+    assert main(["eval", str(wav), "--truth", str(az), "--profile", "room_walls_6mic", "--mode", "position"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

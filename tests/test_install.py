@@ -160,3 +160,27 @@ def test_reported_power_never_exceeds_one():
     s[100], s[99], s[101] = 1.0, 0.6, 0.99     # the parabola through these tops out above 1
     (peak,) = find_peaks(s, grid, 1)
     assert 100.0 < peak.azimuth < 101.0 and peak.power == 1.0
+
+
+def test_replay_needs_no_portaudio_and_live_capture_says_what_to_install(monkeypatch, capsys, tmp_path):
+    """sounddevice loads only when a device is asked for; without PortAudio that is one line naming
+    Debian's libportaudio2."""
+    import importlib.abc
+
+    class NoPortAudio(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "sounddevice":
+                raise OSError("PortAudio library not found")
+            return None
+
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
+    monkeypatch.setattr("signal.signal", lambda *a, **k: None)   # `run` must not take over pytest's Ctrl-C
+    wav = plane_wave_file(str(tmp_path / "pw.wav"), "respeaker_usb_v2", azimuth=40.0, seconds=1.0)
+    assert main(["locate", wav, "--profile", "respeaker_usb_v2"]) == 0
+    assert main(["run", "--profile", "respeaker_usb_v2", "--file", wav, "--fast", "--duration", "0.5"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--profile", "respeaker_usb_v2", "--device", "ReSpeaker"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "needs PortAudio" in line and "libportaudio2" in line
+    assert "sounddevice" not in sys.modules
