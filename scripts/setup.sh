@@ -46,9 +46,12 @@ pipq() {
 # so it is never asked for; where no CPU wheel can be had, the dnn extra is left out.
 torch_version=2.13.0
 have_torch() { "$vpy" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2>/dev/null; }
-if [ ! -x .venv/bin/python ] || ! have_torch; then
-  [ -x .venv/bin/python ] || { echo "setup: creating .venv with $($py --version)" >&2; $py -m venv .venv; }
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($py --version)" >&2
+  $py -m venv .venv
   pipq install -U pip setuptools wheel
+fi
+if ! have_torch; then
   echo "setup: installing torch $torch_version (CPU build)" >&2
   pipq install --only-binary=:all: "torch==$torch_version+cpu" 2>/dev/null \
     || pipq install --only-binary=:all: --timeout 30 --retries 1 \
@@ -68,6 +71,7 @@ stamp=.venv/.doascope-deps
 want="$(sha256sum pyproject.toml | cut -c1-16) $extras"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages (doascope[$extras])" >&2
+  pipq install -U pip setuptools wheel
   pipq install ".[$extras]"
   echo "$want" > "$stamp"
 fi
