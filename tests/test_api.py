@@ -111,3 +111,18 @@ def test_streaming_localizer_gives_locate_results_whatever_the_chunks(recording)
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_locate_position_mode_gives_metres(tmp_path):
+    pytest.importorskip("pyroomacoustics")
+    from doascope.app.scenes import simulate_room
+
+    p = load_profile("room_walls_6mic")
+    rec = simulate_room(p.positions, p.sample_rate, np.array([[2.0, 3.0, 1.5]]),
+                        room_dim=tuple(p.room[:, 1] - p.room[:, 0]), duration=2.0, rt60=0.3, snr_db=20, seed=1)
+    res = doascope.locate(rec.audio, p, mode="position")
+    assert res.mode == "position" and res.xyz.shape == (len(res), 1, 3) and np.all(np.isnan(res.azimuth))
+    found = res.xyz[:, 0][np.isfinite(res.xyz[:, 0, 0])]
+    assert len(found) > len(res) // 2
+    assert np.median(np.linalg.norm(found - [2.0, 3.0, 1.5], axis=1)) < 0.3
+    assert set(res.records()[-1]["sources"][0]) == {"x", "y", "z", "power"}
