@@ -189,11 +189,11 @@ def test_replay_needs_no_portaudio_and_live_capture_says_what_to_install(monkeyp
 def test_bench_progress_lines_say_what_is_left(capsys, monkeypatch):
     from doascope.app import bench
 
-    clock = iter([0.0, 30.0, 60.0, 90.0])
+    clock = iter([0.0, 30.0, 60.0, 80.0])
     monkeypatch.setattr(bench.time, "monotonic", lambda: next(clock))
     pace = bench._Pace("accuracy", 3, every=10.0)
     for _ in range(3):
         pace.step()
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["bench: accuracy: 3 steps...", "bench: accuracy: 1/3 in 30 s, about 60 s left",
-                     "bench: accuracy: 2/3 in 60 s, about 30 s left", "bench: accuracy: 3/3 in 90 s, done"]
+                     "bench: accuracy: 2/3 in 60 s, about 30 s left", "bench: accuracy: 3/3 in 80 s, done"]
