@@ -58,12 +58,10 @@ def read_raw(path: str | os.PathLike, profile: Profile) -> tuple[np.ndarray, tup
         raise AudioInputError(f"no such file: {path}")
     if os.path.isdir(path):
         raise AudioInputError(f"{path} is a directory, not an audio file")
-    try:
-        audio, fs = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError, TypeError, ValueError) as exc:
-        raise AudioInputError(f"cannot read {path} as audio: {str(exc).strip() or type(exc).__name__}") from None
-    except OSError as exc:
-        raise AudioInputError(f"cannot open {path}: {exc.strerror or exc}") from None
+    if is_hdf5(path):
+        audio, fs = read_hdf5_time_data(path)
+    else:
+        audio, fs = _read_soundfile(sf, path)
     if audio.shape[0] == 0:
         raise AudioInputError(f"{path} holds no audio frames")
     if not np.all(np.isfinite(audio)):
@@ -71,6 +69,58 @@ def read_raw(path: str | os.PathLike, profile: Profile) -> tuple[np.ndarray, tup
         raise AudioInputError(f"{path} contains {bad} NaN or infinite samples")
     mic_map = mic_map_for(audio.shape[1], profile, what=path)
     return resample(audio, int(fs), profile.sample_rate), mic_map
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path: str) -> bool:
+    """Whether the file starts with the HDF5 signature (whatever its name)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8) == _HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def read_hdf5_time_data(path: str) -> tuple[np.ndarray, int]:
+    """Multichannel time data from an HDF5 file in acoular's layout: a dataset ``time_data`` of shape
+    (samples, channels) with the attribute ``sample_freq`` (Hz). Needs the [hdf5] extra (h5py).
+
+    Returns ((samples, channels) float32, fs).
+    """
+    from doascope.extras import optional_import
+
+    h5py = optional_import("h5py")
+    try:
+        with h5py.File(path, "r") as f:
+            if "time_data" not in f:
+                raise AudioInputError(f"{path} has no 'time_data' dataset (acoular's layout: time_data of shape "
+                                      "(samples, channels) with the attribute sample_freq)")
+            ds = f["time_data"]
+            if "sample_freq" not in ds.attrs:
+                raise AudioInputError(f"{path}: the time_data dataset has no 'sample_freq' attribute")
+            fs = float(np.asarray(ds.attrs["sample_freq"]).reshape(-1)[0])
+            if ds.ndim != 2:
+                raise AudioInputError(f"{path}: time_data must have shape (samples, channels), got {ds.shape}")
+            audio = np.asarray(ds[()], dtype=np.float32)
+    except AudioInputError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise AudioInputError(f"cannot read {path} as HDF5 time data: {exc}") from None
+    if not (fs > 0 and fs == round(fs)):
+        raise AudioInputError(f"{path}: sample_freq must be a positive whole number of Hz, got {fs}")
+    return np.ascontiguousarray(audio), int(fs)
+
+
+def _read_soundfile(sf, path: str) -> tuple[np.ndarray, int]:
+    try:
+        audio, fs = sf.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError, TypeError, ValueError) as exc:
+        raise AudioInputError(f"cannot read {path} as audio: {str(exc).strip() or type(exc).__name__}") from None
+    except OSError as exc:
+        raise AudioInputError(f"cannot open {path}: {exc.strerror or exc}") from None
+    return audio, int(fs)
 
 
 def read_recording(path: str | os.PathLike, profile: Profile) -> tuple[np.ndarray, int]:

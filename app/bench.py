@@ -40,6 +40,32 @@ def _console():
     return Console(width=max(140, Console().width))
 
 
+class _Pace:
+    """Progress on stderr as the work goes: a line at most every ``every`` seconds with the count done
+    and the time left at the pace so far (plain lines, readable in a terminal and in a log file)."""
+
+    def __init__(self, what: str, total: int, every: float = 10.0):
+        self.what, self.total, self.every = what, max(1, int(total)), every
+        self.done = 0
+        self.t0 = self.last = time.monotonic()
+        print(f"bench: {what}: {self.total} steps...", file=sys.stderr, flush=True)
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last < self.every and self.done < self.total:
+            return
+        self.last = now
+        spent = now - self.t0
+        left = spent / self.done * (self.total - self.done)
+        print(f"bench: {self.what}: {self.done}/{self.total} in {_duration(spent)}"
+              + (f", about {_duration(left)} left" if self.done < self.total else ", done"), file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def _table(title, columns):
     from rich.table import Table
 
@@ -89,6 +115,7 @@ def speed(quick: bool, out: dict) -> None:
                    "1-degree circle, 2 sources; ratio = pyroomacoustics time / ours",
                    ["array", "method", "ours (ms)", "pyroomacoustics", "pra (ms)", "ratio"])
     grid = circle_grid(1.0)
+    pace = _Pace("speed, per array and method", len(ARRAYS) * len(OURS))
     for label, pid in ARRAYS.items():
         pos = load_profile(pid).positions
         X = _test_block(pos)
@@ -105,6 +132,7 @@ def speed(quick: bool, out: dict) -> None:
             table.add_row(label, m, f"{t * 1e3:.3f}", ref, f"{pra_times[ref] * 1e3:.2f}", f"{ratio:.0f}x")
             out.setdefault("speed", []).append({"array": label, "method": m, "ours_ms": t * 1e3, "pra": ref,
                                                 "pra_ms": pra_times[ref] * 1e3, "ratio": ratio})
+            pace.step()
     con.print(table)
 
 
@@ -183,6 +211,7 @@ def accuracy(quick: bool, n_scenes: int | None, out: dict, profile: str = "respe
     block_s = FRAMES * HOP / FS
     scores: dict[tuple, list[float]] = {}
     t_start = time.perf_counter()
+    pace = _Pace(f"accuracy, simulated rooms ({n_scenes} per source count)", 3 * n_scenes)
     for n_src in (1, 2, 3):
         pra_doas = {name: _pra_doa(name, pos, n_src) for name in PRA.values()}
         for i in range(n_scenes):
@@ -216,6 +245,7 @@ def accuracy(quick: bool, n_scenes: int | None, out: dict, profile: str = "respe
                     doa.locate_sources(X[:, :, b * FRAMES:(b + 1) * FRAMES], num_src=n_src, freq_range=list(BAND))
                     ests.append(np.degrees(doa.azimuth_recon))
                 score(("pyroomacoustics", name, 0.0), ests)
+            pace.step()
     elapsed = time.perf_counter() - t_start
     table = _table(f"Accuracy on simulated reverberant rooms ({profile}, RT60 0.2-0.9 s, SNR 0-25 dB, speech and "
                    f"noise; {n_scenes} scenes per source count; blocks where every source is active)",
@@ -263,6 +293,7 @@ def live(quick: bool, out: dict) -> None:
                    ["array", "method", "grid", "frames/s", "RTF", "RTF warm", "latency p50 (ms)",
                     "latency p99 (ms)", "hop (ms)"])
     cases = [("respeaker_usb_v2", m, "auto") for m in OURS] + [("minidsp_uma16", "srp-phat", "sphere")]
+    pace = _Pace(f"live engine, {seconds:g} s of audio at real time per case, then a 10x soak", len(cases))
     for pid, method, grid in cases:
         prof = load_profile(pid)
         cfg = AnalysisConfig(method=method, grid=grid, n_sources=2)
@@ -288,10 +319,13 @@ def live(quick: bool, out: dict) -> None:
         out.setdefault("live", []).append({"profile": pid, "method": method, "grid": grid, "rtf": rtf,
                                             "rtf_warm": rows[0.0][0], "latency_p50_ms": p50,
                                             "latency_p99_ms": p99, "hop_ms": eng.hop / eng.fs * 1e3})
+        pace.step()
     con.print(table)
 
     # A long replay at 10x: no overruns, flat memory.
     minutes = 1.0 if quick else 10.0
+    print(f"bench: a {minutes * 60 / 10:.0f} s replay of {minutes:g} minutes of audio at 10x...", file=sys.stderr,
+          flush=True)
     prof = load_profile("respeaker_usb_v2")
     src = sim_source("two-talkers", prof, speed=10.0, loop=True)
     eng = Engine(src, prof, AnalysisConfig(method="srp-phat"))
@@ -463,6 +497,9 @@ def tracking_bench(quick: bool, out: dict, n_scenes: int | None = None) -> None:
 
 def cmd_bench(args) -> int:
     """One part per flag (--live, --serve, --dnn, --position, --tracking); without any, speed and accuracy."""
+    from doascope.extras import require
+
+    require(*(extra for flag, extra in (("serve", "net"), ("dnn", "dnn")) if getattr(args, flag, False)))
     out: dict = {}
     parts = {"live": lambda: live(args.quick, out),
              "serve": lambda: serve_bench(args.quick, out),
@@ -541,10 +578,12 @@ def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=DNN_
     n_scenes = n_scenes or (4 if quick else 60)
     grid = circle_grid(1.0)
     t_start = time.perf_counter()
+    pace = _Pace(f"dnn, unseen rooms ({n_scenes} per source count and array)", len(profiles) * 3 * n_scenes)
     for pid in profiles:
         prof = load_profile(pid)
         if not (WEIGHTS_DIR / f"{pid}.pt").is_file() or shipped_profile_for(prof.positions) is None:
             con.print(f"[yellow]no shipped dnn weights for {pid}: skipped[/]")
+            pace.step(3 * n_scenes)
             continue
         pos, fs = prof.positions, prof.sample_rate
         nfft = default_nfft(fs)
@@ -568,6 +607,7 @@ def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=DNN_
                             scores.setdefault((n_src, m, a), []).append(val)
                             if n_src == 1:
                                 scores.setdefault((rt_bin, m, a), []).append(val)
+                pace.step()
         times = _one_core_block_times(pid, quick)
         table = _table(f"DNN vs classical, {pid} ({prof.n_mics} mics, {fs} Hz, nfft {nfft}); {n_scenes} unseen "
                        "rooms per source count, RT60 0.2-0.9 s, SNR 0-25 dB; blocks where every source is active",
@@ -621,6 +661,7 @@ def position_bench(quick: bool, out: dict, *, n_scenes: int | None = None) -> No
     n_scenes = n_scenes or (3 if quick else 12)
     duration = 3.0 if quick else 4.0
     rows = []
+    pace = _Pace(f"position, simulated rooms ({n_scenes} per set-up)", len(POSITION_SETUPS) * n_scenes)
     for label, pid in POSITION_SETUPS.items():
         prof = load_profile(pid)
         opts = position_defaults(prof.sample_rate)
@@ -672,6 +713,7 @@ def position_bench(quick: bool, out: dict, *, n_scenes: int | None = None) -> No
                     times.setdefault(search, []).append(spent[0])
                     evals.setdefault(search, []).append(res.evaluations)
                     spent[0] = 0.0
+            pace.step()
         ref_t = np.median(times["grid"])
         ref_e = np.median(evals["grid"])
         for search in errors:

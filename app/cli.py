@@ -47,11 +47,12 @@ def _track_timeout(text: str) -> float:
 
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that localizes (locate, run, serve, gui)."""
-    from doascope.dsp.estimators import available_methods
+    # A plain table, not the estimator registry: the help must not load numba or scipy.
+    from doascope.methods import DEFAULT_METHOD, method_names
 
     p.add_argument("--profile", "-p", required=True, help="shipped profile id (see `doascope profiles`) or a TOML path")
-    p.add_argument("--method", "-m", default="srp-phat", metavar="M",
-                   help=f"DOA method: {', '.join(available_methods())} (default srp-phat)")
+    p.add_argument("--method", "-m", default=DEFAULT_METHOD, metavar="M",
+                   help=f"DOA method: {', '.join(method_names())} (default {DEFAULT_METHOD})")
     p.add_argument("--sources", "-k", default="1", metavar="K",
                    help="report at most K sources (1-8), or auto for up to 4; a peak is reported only when it "
                         "passes the source-presence test (default 1)")
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("locate", help="localize the sources in a multichannel recording")
-    p.add_argument("file", help="recording (WAV, FLAC, OGG, ... any format soundfile reads)")
+    p.add_argument("file", help="recording (WAV, FLAC, OGG, ... any format soundfile reads; acoular HDF5 with [hdf5])")
     add_analysis_options(p)
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output format (default jsonl)")
     p.add_argument("--output", "-o", default="-", help="output file (default stdout)")
@@ -178,16 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
     register_train(sub)
     register_clip(sub)
     register_meta(sub)
+    from doascope.app.eval_cli import register as register_eval
+
+    register_eval(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from doascope.app.cli_extras import print_warnings_as_lines, require_extras
+
+    print_warnings_as_lines()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
+        require_extras(args)
         if args.command == "profiles":
             from doascope.app.commands import cmd_profiles as run
         elif args.command == "locate":
@@ -212,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             from doascope.app.demo import cmd_demo as run
         elif args.command == "bench":
             from doascope.app.bench import cmd_bench as run
+        elif args.command == "eval":
+            from doascope.app.eval_cli import cmd_eval as run
         else:  # pragma: no cover - argparse rejects unknown commands
             parser.error(f"unknown command {args.command}")
         return int(run(args) or 0)

@@ -9,10 +9,9 @@ import os
 import sys
 import time
 
-import numpy as np
 from doascope import DoascopeError, ParameterError
 
-TORCH_HINT = "the CLIP demo needs PyTorch: pip install torch==2.13.0"
+TORCH_HINT = "the CLIP demo needs PyTorch: pip install 'doascope[dnn]'"
 
 
 def register(subparsers) -> None:
@@ -40,6 +39,8 @@ def cmd_clip(args) -> int:
 
 
 def train(args) -> int:
+    import numpy as np
+
     try:
         import torch
     except ImportError:
@@ -102,6 +103,7 @@ def train(args) -> int:
 
 def write_figures(trainer, metrics: dict, out: str) -> list[str]:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -41,6 +41,9 @@ def terminal_demo(args) -> int:
     from doascope.dsp import Localizer, default_grid, make_estimator
     from doascope.dsp.metrics import azimuth_errors
 
+    from doascope.extras import require
+
+    require("plot")
     con = Console()
     profile = load_profile(args.profile)
     fs = profile.sample_rate
@@ -90,5 +93,8 @@ def terminal_demo(args) -> int:
                  duration=scene.duration, truth=truth)
     con.print(f"Found the active talkers within 15 degrees in [bold]{found:.0%}[/] of the blocks.")
     con.print(f"Scene: {wav}   plot: {png}")
-    con.print(f"Try: doascope locate {wav} --profile {profile.id} --method {args.method} --sources 2 --plot out.png")
+    # The command on a line of its own that never wraps, so it can be copied whole.
+    con.print("Try:")
+    con.print(f"  doascope locate {wav} --profile {profile.id} --method {args.method} --sources 2 --plot out.png",
+              soft_wrap=True, highlight=False)
     return 0

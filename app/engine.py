@@ -12,13 +12,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from doascope import DoascopeError, ParameterError
+from doascope import DoascopeError, DoascopeWarning, ParameterError
 from doascope.app.ringbuffer import Overrun, RingBuffer
 from doascope.app.sources import AudioSource, LiveSource
 from doascope.hardware_profiles import Profile
@@ -83,6 +84,19 @@ Subscriber = Callable[[DoaFrame], None]
 ROOM_MAP_SPACING = 0.2
 
 
+def doa_advice(cfg: AnalysisConfig, profile: Profile) -> list[str]:
+    """Sentences about DOA settings that run but give poor answers for this profile."""
+    out = []
+    if profile.room is not None:
+        out.append(f"profile {profile.id} has microphones spread around a room: directions from their centre mean "
+                   "little (elevations far off); use --mode position for x, y, z in metres")
+    if cfg.grid == "sphere" and profile.geometry == "planar":
+        out.append(f"a sphere grid on the planar array {profile.id}: it cannot tell up from down and resolves "
+                   "elevation poorly, so elevations can be tens of degrees off and azimuths less reliable; "
+                   "--grid auto (an azimuth circle) is the better choice")
+    return out
+
+
 def build_localizer(cfg: AnalysisConfig, profile: Profile, fs: int, *, step: int | None = None):
     """The Localizer (or, in position mode, PositionLocalizer) ``cfg`` describes for ``profile``
     at ``fs``, producing one frame every ``step`` samples."""
@@ -101,6 +115,8 @@ def build_localizer(cfg: AnalysisConfig, profile: Profile, fs: int, *, step: int
         return build_position_localizer(args, profile, step=step)
     if cfg.mode != "doa":
         raise ParameterError(f"mode must be 'doa' or 'position', got {cfg.mode!r}")
+    for advice in doa_advice(cfg, profile):
+        warnings.warn(advice, DoascopeWarning, stacklevel=2)
     nfft = cfg.nfft or default_nfft(fs)
     hop = cfg.hop or nfft // 2
     grid = default_grid(profile.positions, kind=cfg.grid, resolution=cfg.resolution)

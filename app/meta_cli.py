@@ -17,7 +17,7 @@ import time
 
 from doascope import DoascopeError, ParameterError
 
-TORCH_HINT = "the meta-learning demo needs PyTorch: pip install torch==2.13.0"
+TORCH_HINT = "the meta-learning demo needs PyTorch: pip install 'doascope[dnn]'"
 COLOURS = {"maml": "#e6194b", "reptile": "#3cb44b", "pretrained": "#4363d8"}
 
 

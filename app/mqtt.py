@@ -34,11 +34,9 @@ PASSWORD_ENV = "DOASCOPE_MQTT_PASSWORD"
 
 
 def _paho():
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError:
-        raise DoascopeError("MQTT needs the paho-mqtt package: pip install 'doascope[mqtt]'") from None
-    return mqtt
+    from doascope.extras import optional_import
+
+    return optional_import("paho.mqtt.client")
 
 
 def add_options(p: argparse.ArgumentParser, *, serve: bool) -> None:

@@ -10,8 +10,9 @@ from doascope import ParameterError
 def azimuth_plot(track: Iterable[tuple[float, float, float]], path: str, *, title: str = "",
                  duration: float | None = None, truth: Sequence[float] = ()) -> None:
     """Azimuth over time: one dot per reported source, shaded by its power; true azimuths dashed."""
-    import matplotlib
+    from doascope.extras import optional_import
 
+    matplotlib = optional_import("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -31,6 +32,44 @@ def azimuth_plot(track: Iterable[tuple[float, float, float]], path: str, *, titl
     ax.set_ylabel("azimuth (deg, CCW from +x)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise ParameterError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+
+
+def eval_plot(blocks, truth_times, truth, path: str, *, position: bool = False, title: str = "") -> None:
+    """``doascope eval``'s figure: the truth (crosses) and the estimates (dots) over time, azimuth in
+    DOA mode, x and y in position mode. ``blocks`` holds (t, [source dicts]); ``truth[i]`` the
+    (sources, coords) truth at ``truth_times[i]``."""
+    from doascope.extras import optional_import
+
+    matplotlib = optional_import("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ("x", "y") if position else ("azimuth",)
+    fig, axes = plt.subplots(len(keys), 1, figsize=(9, 2.2 + 2.2 * len(keys)), dpi=110, sharex=True, squeeze=False)
+    for k, (key, ax) in enumerate(zip(keys, axes[:, 0])):
+        tt = [t for t, c in zip(truth_times, truth) for _ in range(len(c))]
+        tv = [row[k] for c in truth for row in c]
+        ax.scatter(tt, tv, marker="x", s=14, color="crimson", label="truth", zorder=3)
+        et = [t for t, srcs in blocks for _ in srcs]
+        ev = [s[key] for _, srcs in blocks for s in srcs]
+        ax.scatter(et, ev, s=9, color="tab:blue", alpha=0.7, label="estimates")
+        if key == "azimuth":
+            ax.set_ylim(0, 360)
+            ax.set_yticks(range(0, 361, 45))
+            ax.set_ylabel("azimuth (deg)")
+        else:
+            ax.set_ylabel(f"{key} (m)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    axes[0, 0].set_title(title, fontsize=9)
+    axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
     try:
         fig.savefig(path)

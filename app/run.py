@@ -158,6 +158,11 @@ def cmd_devices(args) -> int:
         default_in = sd.default.device[0]
     except Exception:
         default_in = -1
+    if not any(d["max_input_channels"] > 0 for d in devices):
+        print("doascope: no audio input device found: no sound server (PulseAudio, PipeWire) or ALSA capture "
+              "device is reachable; plug in the array or start the sound server, then run `doascope devices` again",
+              file=sys.stderr)
+        return 0
     profiles = list_profiles()
     table = Table(title="Audio input devices (use the number or part of the name with --device)")
     for col in ("#", "name", "inputs", "default rate", "matching profile"):

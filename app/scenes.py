@@ -404,8 +404,9 @@ def _room_impulse_responses(
         ``order`` (ISM order used), ``t_ism`` (seconds up to which the ISM is complete), ``alpha``
         (energy absorption of the walls), ``delay`` (the global delay in taps).
     """
-    import pyroomacoustics as pra
+    from doascope.extras import optional_import
 
+    pra = optional_import("pyroomacoustics")
     fdl = int(pra.constants.get("frac_delay_length"))
     gdelay = fdl // 2
     if rt60 == 0.0:

@@ -138,7 +138,9 @@ def file_source(path: str, profile: Profile, *, speed: float = 1.0, loop: bool =
 def sim_source(scene: str, profile: Profile, *, speed: float = 1.0, loop: bool = True, seed: int = 0) -> ArraySource:
     """A simulated scene (see app.simulation.PRESETS) rendered for the profile's geometry."""
     from doascope.app.simulation import render_preset
+    from doascope.extras import require
 
+    require("sim")
     rendered = render_preset(scene, profile.positions, profile.sample_rate, seed=seed, room=profile.room)
     src = ArraySource(rendered.audio, profile.sample_rate, range(profile.n_mics), speed=speed, loop=loop,
                       description=f"simulated scene '{scene}'")
@@ -151,14 +153,16 @@ def sim_source(scene: str, profile: Profile, *, speed: float = 1.0, loop: bool =
 
 
 def import_sounddevice():
-    """sounddevice, or one sentence saying what to install."""
+    """sounddevice, or one sentence saying what to install. Imported only here, when a device is
+    asked for, so that replaying files and simulated rooms works without PortAudio."""
     try:
         import sounddevice as sd
-    except OSError as exc:  # the module is there but PortAudio is not
-        raise AudioInputError(f"live capture needs PortAudio ({exc}): install it with "
-                              "'sudo apt-get install libportaudio2'") from None
+    except OSError:  # the module is there but the PortAudio library is not
+        raise AudioInputError("live capture needs PortAudio (the libportaudio2 library), which is not installed: "
+                              "on Debian or Ubuntu run 'sudo apt-get install libportaudio2' (files and --sim work "
+                              "without it)") from None
     except ImportError:
-        raise AudioInputError("live capture needs the sounddevice package: pip install 'doascope[live]'") from None
+        raise AudioInputError("live capture needs the sounddevice package: pip install sounddevice") from None
     return sd
 
 

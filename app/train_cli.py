@@ -8,13 +8,32 @@ import os
 from pathlib import Path
 
 
+DEFAULT_SCENES = 3000
+DEFAULT_EPOCHS = 15
+MIN_USEFUL_SCENES = 1000   # below this the network loses to the classical methods
+
+
+def rough_duration(scenes: int, epochs: int, jobs: int) -> str:
+    """A rough time for a run, scaled from the defaults' 1.5-2 h on two cores taken as half simulating
+    rooms (spread over ``jobs`` processes) and half training (one process): both grow with the rooms,
+    training also with the epochs.
+
+    >>> rough_duration(3000, 15, 2), rough_duration(300, 15, 2)
+    ('roughly 1.8 h', 'roughly 10 min')
+    """
+    hours = 1.75 * scenes / DEFAULT_SCENES * (0.5 * 2 / max(1, jobs) + 0.5 * epochs / DEFAULT_EPOCHS)
+    return f"roughly {hours * 60:.0f} min" if hours < 1.5 else f"roughly {hours:.1f} h"
+
+
 def register(subparsers) -> None:
     """Add the ``train`` subcommand to the CLI's subparsers."""
     p = subparsers.add_parser("train", help="train the dnn method's network for a profile on simulated rooms (CPU)")
     p.add_argument("--profile", "-p", required=True, help="profile id or TOML path")
     p.add_argument("--out", "-o", default=None, metavar="W.pt", help="weight file to write (default ./<profile>.pt)")
-    p.add_argument("--scenes", type=int, default=3000, help="simulated rooms (default 3000)")
-    p.add_argument("--epochs", type=int, default=15, help="passes over the data (default 15)")
+    p.add_argument("--scenes", type=int, default=DEFAULT_SCENES,
+                   help=f"simulated rooms (default {DEFAULT_SCENES}: 1.5-2 h on two cores; fewer than "
+                        f"{MIN_USEFUL_SCENES} make a network that loses to the classical methods)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"passes over the data (default {DEFAULT_EPOCHS})")
     p.add_argument("--seed", type=int, default=0, help="seed of the rooms and the training (default 0)")
     p.add_argument("--duration", type=float, default=3.0, help="seconds per simulated room (default 3)")
     p.add_argument("--features", choices=("phase", "gcc"), default="phase",
@@ -69,6 +88,13 @@ def cmd_train(args) -> int:
     console = Console(stderr=True)
     console.print(f"training the dnn for {profile.name} ({profile.n_mics} mics, {profile.sample_rate} Hz): "
                   f"{settings.scenes} rooms, {settings.epochs} epochs, seed {settings.seed}")
+    console.print(f"this takes {rough_duration(settings.scenes, settings.epochs, args.jobs)} (the defaults, "
+                  f"{DEFAULT_SCENES} rooms and {DEFAULT_EPOCHS} epochs, took 1.5-2 h on two cores; rooms already "
+                  "simulated come from the cache); the bars show the time left of each stage", highlight=False)
+    if settings.scenes < MIN_USEFUL_SCENES:
+        console.print(f"doascope: warning: a network trained on {settings.scenes} rooms only shows the pipeline "
+                      f"working: it will localize worse than the classical methods (the shipped weights used "
+                      f"3000-6000 rooms; use at least {MIN_USEFUL_SCENES})", highlight=False)
     res = train(profile, out, settings, cache_dir=args.cache, resume=args.resume, console=console,
                 jobs=args.jobs)
     unit = "frames" if settings.per_frame else "blocks"

@@ -12,18 +12,19 @@ from typing import ClassVar
 
 import numpy as np
 
-from doascope import SPEED_OF_SOUND, ParameterError
+from doascope import SPEED_OF_SOUND, DoascopeError, ParameterError
 from doascope.dsp._checks import as_positions, as_stft, band_bins, positive
 from doascope.dsp.gcc import GccPhat, pair_tdoas
 from doascope.dsp.extraction import (DEFAULT_EXTRACTION, EXTRACTIONS, SECONDARY_RELATIVE, STEADY_RELATIVE,
                                      sequential_removal, vote_candidates)
 from doascope.dsp.grids import Grid, default_grid
 from doascope.dsp.peaks import Peak, find_peaks
+from doascope.methods import METHODS
 from doascope.dsp.srp import srp_from_correlations
 
 ESTIMATORS: dict[str, type["Estimator"]] = {}
 # Methods whose module is imported only when asked for (torch stays out of the classical path).
-LAZY_ESTIMATORS: dict[str, str] = {"dnn": "doascope.models.dnn"}
+LAZY_ESTIMATORS: dict[str, str] = {name: module for name, module in METHODS.items() if module != __name__}
 
 DEFAULT_BAND = (300.0, 3500.0)
 
@@ -37,13 +38,15 @@ def register(name: str):
 
 
 def available_methods() -> list[str]:
-    return sorted(set(ESTIMATORS) | set(LAZY_ESTIMATORS))
+    return sorted(set(ESTIMATORS) | set(METHODS))
 
 
 def estimator_class(method: str) -> type["Estimator"]:
     if method not in ESTIMATORS and method in LAZY_ESTIMATORS:
         try:
             importlib.import_module(LAZY_ESTIMATORS[method])
+        except DoascopeError:  # e.g. doascope.extras.MissingExtra: already one plain sentence
+            raise
         except ImportError as exc:
             raise ParameterError(f"method {method!r} is not available: {exc}") from None
     try:

@@ -15,7 +15,7 @@ from doascope.dsp.grids import Grid
 class Peak:
     azimuth: float     # degrees [0, 360)
     elevation: float   # degrees
-    power: float       # spectrum value at the peak
+    power: float       # spectrum value at the peak, at most 1 (1: a perfectly coherent plane wave)
     index: int         # grid index of the peak
 
     def as_dict(self) -> dict:
@@ -105,5 +105,7 @@ def _refine(s: np.ndarray, grid: Grid, g: int) -> Peak:
             if den < 0:
                 delta = 0.5 * (a - c) / den
                 az = (az + delta * grid.resolution) % 360.0
-                power = b - 0.25 * (a - c) * delta
+                # The parabola's top can overshoot the samples; spectra are at most 1 (a perfectly
+                # coherent plane wave), and so is a reported power.
+                power = min(b - 0.25 * (a - c) * delta, 1.0)
     return Peak(az, el, power, g)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
 
 from doascope import ParameterError
 from doascope.dsp._checks import positive
@@ -77,7 +76,10 @@ def stft(audio, *, nfft: int = 512, hop: int | None = None, window: str = "hann"
     T = n_frames(x.shape[1], nfft, hop)
     if T == 0:
         return np.zeros((x.shape[0], nfft // 2 + 1, 0), np.complex64)
+    import scipy.fft  # here, not at the top: `doascope --help` imports this package and must stay quick
+
     frames = np.lib.stride_tricks.sliding_window_view(x, nfft, axis=1)[:, ::hop][:, :T]  # (ch, T, nfft)
+    # scipy's, not numpy's FFT: several times faster on float32 frames
     spec = scipy.fft.rfft(frames * _window(window, nfft), axis=2, workers=1)  # (ch, T, F)
     return np.ascontiguousarray(spec.transpose(0, 2, 1), dtype=np.complex64)
 

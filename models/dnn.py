@@ -26,17 +26,13 @@ N_AZIMUTH = 360             # output bins, one per degree
 WEIGHT_FORMAT = 1           # bumped when the file layout changes
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 GEOMETRY_TOL_M = 1e-3       # positions within this count as the same array
-TORCH_HINT = "pip install torch==2.13.0"
 
 
 def import_torch():
-    """torch, or a DoascopeError that says how to install it."""
-    try:
-        import torch
-    except ImportError:
-        raise DoascopeError(f"the dnn method needs PyTorch, which is not installed: run `{TORCH_HINT}` "
-                            "(or pip install 'doascope[dnn]')") from None
-    return torch
+    """torch, or a DoascopeError that says which pip extra brings it."""
+    from doascope.extras import optional_import
+
+    return optional_import("torch")
 
 
 def build_network(n_in: int, hidden=(512, 512), n_out: int = N_AZIMUTH, dropout: float = 0.1):

@@ -6,8 +6,8 @@
 #   bash scripts/setup.sh         # install only
 #
 # Installs Debian packages (with sudo when not root), a virtual environment in .venv, torch 2.13.0
-# (the CPU build) first so that nothing pulls a CUDA build, then doascope with all its extras.
-# Every step is skipped when already done, so running it again is quick.
+# (the CPU build, never a CUDA one: without a CPU wheel the dnn extra is left out), then doascope
+# with all its extras. Every step is skipped when already done, so running it again is quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 job=${1:-install}
@@ -40,22 +40,44 @@ if ((${#missing[@]})); then
 fi
 
 py=${PYTHON:-python3}
+vpy=.venv/bin/python
+# Quiet: only errors, and no lines about index folders a machine's pip configuration lists but lacks.
+pipq() {
+  "$vpy" -m pip -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+
+# torch: only ever the CPU build. "torch==X+cpu" can match nothing else: a local wheel (pip's
+# find-links) or PyTorch's CPU index. PyPI's plain torch is the CUDA build (~3 GB of vendor wheels),
+# so it is never asked for; where no CPU wheel can be had, the dnn extra is left out.
+torch_version=2.13.0
+have_torch() { "$vpy" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2>/dev/null; }
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($py --version)" >&2
   $py -m venv .venv
-fi
-vpy=.venv/bin/python
-pipq() { "$vpy" -m pip -q --disable-pip-version-check "$@"; }
-
-# Dependencies change rarely: reinstall them only when pyproject.toml changes.
-stamp=.venv/.doascope-deps
-want=$(sha256sum pyproject.toml | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python packages (torch 2.13.0 CPU first)" >&2
   pipq install -U pip setuptools wheel
-  "$vpy" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null \
-    || pipq install "torch==2.13.0"
-  pipq install ".[all]"
+fi
+if ! have_torch; then
+  echo "setup: installing torch $torch_version (CPU build)" >&2
+  pipq install --only-binary=:all: "torch==$torch_version+cpu" 2>/dev/null \
+    || pipq install --only-binary=:all: --timeout 30 --retries 1 \
+         --extra-index-url https://download.pytorch.org/whl/cpu "torch==$torch_version+cpu" 2>/dev/null \
+    || echo "setup: no CPU build of torch $torch_version can be had here, so the dnn extra is not installed" \
+            "(--method dnn, train, calibrate, clip, meta need it); everything else works" >&2
+fi
+if have_torch; then
+  extras=all
+else  # every extra but dnn (and all, which holds dnn)
+  extras=$("$vpy" -c "import tomllib; x = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']
+print(','.join(k for k in x if k not in ('all', 'dnn')))")
+fi
+
+# Dependencies change rarely: reinstall them only when pyproject.toml (or the extras) change.
+stamp=.venv/.doascope-deps
+want="$(sha256sum pyproject.toml | cut -c1-16) $extras"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python packages (doascope[$extras])" >&2
+  pipq install -U pip setuptools wheel
+  pipq install ".[$extras]"
   echo "$want" > "$stamp"
 fi
 # The package itself is cheap to reinstall: always match the working tree.

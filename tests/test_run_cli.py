@@ -170,6 +170,9 @@ def test_devices_lists_inputs(tmp_path):
     if "needs PortAudio" in res.stderr:
         pytest.skip("PortAudio is not installed")
     assert res.returncode == 0, res.stderr
+    if "no audio input device found" in res.stderr:   # no sound server here: one line, no empty table
+        assert res.stdout == "" and len(res.stderr.strip().splitlines()) == 1
+        return
     assert "Audio input devices" in res.stdout
     if os.environ.get("PULSE_SERVER") or Path(f"/run/user/{os.getuid()}/pulse/native").exists():
         assert "pulse" in res.stdout

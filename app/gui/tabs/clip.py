@@ -22,7 +22,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 THUMB_SCALE = 3
 N_ZERO_SHOT_IMAGES = 12
 N_GALLERY = 240
-TORCH_HINT = "needs PyTorch: pip install torch==2.13.0"
+TORCH_HINT = "needs PyTorch: pip install 'doascope[dnn]'"
 
 
 class _Mailbox:

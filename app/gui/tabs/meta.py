@@ -19,7 +19,7 @@ from doascope import DoascopeError
 from doascope.app.gui.tabs import Tab
 from PySide6 import QtCore, QtWidgets
 
-TORCH_HINT = "needs PyTorch: pip install torch==2.13.0"
+TORCH_HINT = "needs PyTorch: pip install 'doascope[dnn]'"
 METHODS = ("maml", "reptile", "pretrained")
 LABELS = {"maml": "MAML", "reptile": "Reptile", "pretrained": "pre-trained (joint)"}
 COLOURS = {"maml": "#e6194b", "reptile": "#3cb44b", "pretrained": "#4363d8"}
