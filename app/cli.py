@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the network service: frames delivered and CPU with 0, 10 and 100 WebSocket clients")
     p.add_argument("--position", action="store_true", help="position mode: error and cost of each room search")
     p.add_argument("--dnn", action="store_true", help="the DNN estimator against the classical methods")
+    p.add_argument("--batch", action="store_true", help="`batch` throughput: 1 and 2 local workers, and Ray's overhead")
     p.add_argument("--speed-only", action="store_true", help="skip the accuracy part")
     p.add_argument("--accuracy-only", action="store_true", help="skip the speed part")
     p.add_argument("--scenes", type=int, default=None, help="scenes per source count in the accuracy part")
@@ -143,10 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     from doascope.app.clip_cli import register as register_clip
     from doascope.app.meta_cli import register as register_meta
     from doascope.app.train_cli import register as register_train
+    from doascope.app.batch import register as register_batch
 
     register_train(sub)
     register_clip(sub)
     register_meta(sub)
+    register_batch(sub)
     return parser
 
 
@@ -173,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             from doascope.app.clip_cli import cmd_clip as run
         elif args.command == "train":
             from doascope.app.train_cli import cmd_train as run
+        elif args.command == "batch":
+            from doascope.app.batch import cmd_batch as run
         elif args.command == "gui":
             from doascope.app.gui.window import run_gui as run
         elif args.command == "devices":

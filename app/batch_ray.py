@@ -1,0 +1,162 @@
+"""``doascope batch --ray``: the same tasks as the local pool, as Ray tasks on an existing cluster;
+and a throw-away cluster on this machine for the tests and the benchmark.
+
+Ray is imported only here, only when asked for. A worker process that dies takes its task with it;
+Ray runs the task again elsewhere (``max_retries``), and the driver writes a task's rows only when
+its one result arrives, so no file is lost or written twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from doascope import DoascopeError
+from doascope.app.batch import ATTEMPTS, Task, failure, run_task
+from doascope.app.batch_table import EXTRA_MESSAGE, MissingExtra
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise MissingExtra(EXTRA_MESSAGE) from None
+    return ray
+
+
+def _task(task: Task) -> dict:
+    return run_task(task)
+
+
+class RayPool:
+    """Runs tasks on the Ray cluster at ``address`` ('auto': the one this machine belongs to)."""
+
+    def __init__(self, address: str):
+        ray = self.ray = import_ray()
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; the user needs one line
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DoascopeError(f"cannot connect to the Ray cluster at {address}: {msg}") from None
+        self.capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._remote = ray.remote(num_cpus=1, max_retries=ATTEMPTS - 1, retry_exceptions=False)(_task)
+        self._refs: dict = {}
+
+    def submit(self, task: Task) -> None:
+        self._refs[self._remote.remote(task)] = task
+
+    def in_flight(self) -> int:
+        return len(self._refs)
+
+    def wait(self, timeout: float):
+        if not self._refs:
+            return
+        ready, _ = self.ray.wait(list(self._refs), num_returns=1, timeout=timeout)
+        for ref in ready:
+            task = self._refs.pop(ref)
+            try:
+                yield task, self.ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - the worker died ATTEMPTS times, or the node went away
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                yield task, failure(task, f"the Ray task failed: {type(exc).__name__}: {first}")
+
+    def close(self) -> None:
+        self.ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    """A Ray cluster of ``nodes`` nodes on 127.0.0.1 (``ray start --head`` and ``ray start --address``),
+    each with ``cpus`` CPUs and a temporary folder of its own; stopped (by its process groups, never
+    ``ray stop``, which would stop every Ray on the machine) when the context ends.
+
+    ``env``: extra environment for the cluster's processes (its workers inherit it).
+    """
+
+    def __init__(self, nodes: int = 2, cpus: int = 1, *, env: dict | None = None, timeout: float = 180.0):
+        self.nodes, self.cpus, self.timeout = nodes, cpus, timeout
+        self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **(env or {}))
+        self._groups: list[int] = []
+        self._dirs: list[str] = []
+        self.address = ""
+
+    def _start(self, role: list[str]) -> None:
+        ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+        if ray is None:
+            raise MissingExtra(EXTRA_MESSAGE)
+        tmp = tempfile.mkdtemp(prefix="doascope-ray-")
+        self._dirs.append(tmp)
+        ports = []
+        for opt in ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+                    "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port"):
+            ports += [opt, str(_free_port())]
+        cmd = [ray, "start", *role, "--num-cpus", str(self.cpus), "--node-ip-address", "127.0.0.1",
+               "--object-store-memory", str(100 * 2**20), "--temp-dir", tmp, "--disable-usage-stats", *ports]
+        log = open(Path(tmp, "ray-start.log"), "w")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        self._groups.append(proc.pid)   # the node's processes stay in this process group
+        try:
+            rc = proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+        if rc != 0:
+            text = Path(tmp, "ray-start.log").read_text(errors="replace")[-2000:]
+            raise DoascopeError(f"`ray start {' '.join(role)}` failed ({rc}): {text}")
+
+    def __enter__(self) -> "LocalCluster":
+        try:
+            port = _free_port()
+            self._start(["--head", "--port", str(port), "--include-dashboard=false"])
+            self.address = f"127.0.0.1:{port}"
+            for _ in range(self.nodes - 1):
+                self._start(["--address", self.address])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            alive = []
+            for pgid in self._groups:
+                try:
+                    os.killpg(pgid, sig)
+                    alive.append(pgid)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + grace
+            while alive and time.monotonic() < deadline:
+                alive = [g for g in alive if _group_alive(g)]
+                time.sleep(0.1)
+            if not alive:
+                break
+        self._groups.clear()
+        for d in self._dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self._dirs.clear()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
