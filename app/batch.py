@@ -479,8 +479,8 @@ class Summary:
 
 def run_batch(items: list[tuple[str, Job]], out, *, executor, resume: bool = False,
               chunk_seconds: float = 600.0, progress=None) -> Summary:
-    """Analyse ``items`` with ``executor`` (LocalPool or RayPool) into the table ``out`` (a path, or
-    a ResultTable opened with the same ``resume``)."""
+    """Analyse ``items`` with ``executor`` (LocalPool or RayPool; the caller closes it) into the
+    table ``out`` (a path, or a ResultTable opened with the same ``resume``)."""
     from doascope.app.batch_table import ResultTable
 
     table = out if isinstance(out, ResultTable) else ResultTable(out, resume=resume)
@@ -555,7 +555,6 @@ def run_batch(items: list[tuple[str, Job]], out, *, executor, resume: bool = Fal
                 settle(files[task.file, task.job], task, result)
             more = refill() if more else False
     finally:
-        executor.close()
         summary.wall = time.perf_counter() - t0
         summary.rows = table.compact()
     return summary
@@ -619,9 +618,12 @@ def cmd_batch(args) -> int:
         executor = LocalPool(jobs)
         where = f"{jobs} local worker{'s' if jobs > 1 else ''}"
     console.print(f"batch: {len(items)} files on {where} -> {args.out}")
-    with BatchProgress(console, len(items), enabled=not args.no_progress) as progress:
-        summary = run_batch(items, table, executor=executor, resume=args.resume,
-                            chunk_seconds=60 * args.chunk_minutes, progress=progress)
+    try:
+        with BatchProgress(console, len(items), enabled=not args.no_progress) as progress:
+            summary = run_batch(items, table, executor=executor, resume=args.resume,
+                                chunk_seconds=60 * args.chunk_minutes, progress=progress)
+    finally:
+        executor.close()
     print_summary(console, summary, args.out)
     return 1 if summary.failed else 0
 

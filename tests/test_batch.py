@@ -152,7 +152,11 @@ def test_chunked_file_equals_one_pass(capsys, tmp_path):
     opts["band"] = tuple(opts["band"])
     job = batch.Job(PROFILE, tuple(sorted(opts.items())))
     items = batch.collect_inputs([str(busy), str(gap)], job, None)
-    summary = batch.run_batch(items, str(out), executor=batch.LocalPool(2), chunk_seconds=30.0)
+    pool = batch.LocalPool(2)
+    try:
+        summary = batch.run_batch(items, str(out), executor=pool, chunk_seconds=30.0)
+    finally:
+        pool.close()
     assert summary.failed == 0 and summary.chunks >= 7
     assert summary.reruns >= 1          # the gap recording's third chunk
     chunks = {(Path(r["file"]).name, r["chunk"]) for r in pq.read_table(out).to_pylist()}
