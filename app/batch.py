@@ -419,6 +419,10 @@ class LocalPool:
     def in_flight(self) -> int:
         return len(self._futures)
 
+    def pids(self) -> list[int]:
+        """The worker processes' ids (for the benchmark's CPU accounting)."""
+        return list(getattr(self._pool, "_processes", None) or {})
+
     def wait(self, timeout: float):
         done, _ = wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
         broken = []

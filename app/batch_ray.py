@@ -80,8 +80,8 @@ def _free_port() -> int:
 
 class LocalCluster:
     """A Ray cluster of ``nodes`` nodes on 127.0.0.1 (``ray start --head`` and ``ray start --address``),
-    each with ``cpus`` CPUs and a temporary folder of its own; stopped (by its process groups, never
-    ``ray stop``, which would stop every Ray on the machine) when the context ends.
+    each with ``cpus`` CPUs and a temporary folder of its own; stopped (its nodes' processes, by
+    session, never ``ray stop``, which would stop every Ray on the machine) when the context ends.
 
     ``env``: extra environment for the cluster's processes (its workers inherit it).
     """
@@ -89,7 +89,7 @@ class LocalCluster:
     def __init__(self, nodes: int = 2, cpus: int = 1, *, env: dict | None = None, timeout: float = 180.0):
         self.nodes, self.cpus, self.timeout = nodes, cpus, timeout
         self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **(env or {}))
-        self._groups: list[int] = []
+        self._groups: list[int] = []   # one session per node
         self._dirs: list[str] = []
         self.address = ""
 
@@ -107,7 +107,7 @@ class LocalCluster:
                "--object-store-memory", str(100 * 2**20), "--temp-dir", tmp, "--disable-usage-stats", *ports]
         log = open(Path(tmp, "ray-start.log"), "w")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-        self._groups.append(proc.pid)   # the node's processes stay in this process group
+        self._groups.append(proc.pid)   # the node's processes stay in this session
         try:
             rc = proc.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:
@@ -131,19 +131,25 @@ class LocalCluster:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    @property
+    def sessions(self) -> list[int]:
+        """The session of each node (the head's first): every process the node started is in it."""
+        return list(self._groups)
+
     def stop(self) -> None:
+        """End every process of the cluster's nodes: each node runs in a session of its own (Ray
+        gives its workers process groups of their own, but they stay in the session)."""
         for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            alive = []
-            for pgid in self._groups:
+            alive = session_pids(self._groups)
+            for pid in alive:
                 try:
-                    os.killpg(pgid, sig)
-                    alive.append(pgid)
+                    os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
             deadline = time.monotonic() + grace
             while alive and time.monotonic() < deadline:
-                alive = [g for g in alive if _group_alive(g)]
                 time.sleep(0.1)
+                alive = session_pids(self._groups)
             if not alive:
                 break
         self._groups.clear()
@@ -152,11 +158,18 @@ class LocalCluster:
         self._dirs.clear()
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def session_pids(sessions) -> list[int]:
+    """The live (not zombie) processes whose session is one of ``sessions``."""
+    wanted, found = set(sessions), []
+    if not wanted:
+        return found
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) in wanted and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
