@@ -173,6 +173,8 @@ def _read_manifest(path: Path, default: Job | None, with_method) -> list[tuple[s
         profile = row.get("profile") or (default.profile if default else None)
         if not profile:
             raise ParameterError(f"{path}, line {n}: no profile, and no --profile was given")
+        if profile.lower().endswith(".toml") and not os.path.isabs(profile) and (path.parent / profile).is_file():
+            profile = str((path.parent / profile).resolve())   # a profile file next to the manifest
         f = Path(name) if os.path.isabs(name) else path.parent / name
         out.append((str(f.resolve()), with_method(profile, row.get("method") or None)))
     return out

@@ -122,6 +122,20 @@ def test_manifest_gives_profile_and_method_per_file(capsys, corpus, tmp_path):
     assert rows[str((corpus / "a.wav").resolve())] == locate_rows(capsys, corpus / "a.wav", "-m", "music")
 
 
+def test_position_mode_rows_equal_locate(capsys, tmp_path):
+    room = "room_walls_6mic"
+    plane_wave_file(str(tmp_path / "room.wav"), room, azimuth=30.0, seconds=1.5)
+    out = tmp_path / "pos.parquet"
+    assert main(["batch", str(tmp_path / "room.wav"), "-p", room, "--mode", "position", "--out", str(out),
+                 "-j", "1", "--no-progress"]) == 0
+    rows = table_rows(out, position=True)[str((tmp_path / "room.wav").resolve())]
+    assert main(["locate", str(tmp_path / "room.wav"), "-p", room, "--mode", "position", "--format", "csv"]) == 0
+    expected = [(float(t), None if k == "" else int(k), *(None if v == "" else float(v) for v in vals))
+                for t, k, *vals in (line.split(",") for line in capsys.readouterr().out.strip().splitlines()[1:])]
+    assert rows == expected and any(r[1] == 0 for r in rows)
+    assert {r["method"] for r in pq.read_table(out).to_pylist()} == {"position:coarse-to-fine"}
+
+
 def _long_recording(path, seconds: float, *, silent=()) -> None:
     """A two-source recording for the profile, white noise far below it in the ``silent`` spans (s)."""
     prof = load_profile(PROFILE)
