@@ -17,7 +17,6 @@ import csv
 import hashlib
 import math
 import os
-import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -321,26 +320,34 @@ class FileWork:
     message: str = ""
 
 
+_BUILT: dict = {}
+
+
+def job_info(job: Job, chunk_seconds: float):
+    """(profile, localizer, chunk blocks, settings key, overlap blocks) of ``job``, built once; raises
+    the DoascopeError of a profile or option that does not build."""
+    if (job, chunk_seconds) not in _BUILT:
+        from doascope.app.commands import localizer_for
+        from doascope.hardware_profiles import load_profile
+
+        profile = load_profile(job.profile)
+        loc = localizer_for(job.args(), profile)
+        adv = loc.block_advance
+        chunk_blocks = STFT_CHUNK * max(1, round(chunk_seconds * profile.sample_rate / adv / STFT_CHUNK))
+        _BUILT[job, chunk_seconds] = (profile, loc, chunk_blocks, settings_key(job, profile, chunk_blocks),
+                                      overlap_blocks(loc))
+    return _BUILT[job, chunk_seconds]
+
+
 class Planner:
     """Turns (path, Job) into FileWork: reads headers, hashes contents, cuts chunks, skips done work."""
 
     def __init__(self, chunk_seconds: float, done: set):
         self.chunk_seconds = chunk_seconds
         self.done = done
-        self._built: dict = {}
 
     def _job_info(self, job: Job):
-        if job not in self._built:
-            from doascope.app.commands import localizer_for
-            from doascope.hardware_profiles import load_profile
-
-            profile = load_profile(job.profile)
-            loc = localizer_for(job.args(), profile)
-            adv = loc.block_advance
-            chunk_blocks = STFT_CHUNK * max(1, round(self.chunk_seconds * profile.sample_rate / adv / STFT_CHUNK))
-            self._built[job] = (profile, loc, chunk_blocks, settings_key(job, profile, chunk_blocks),
-                                overlap_blocks(loc))
-        return self._built[job]
+        return job_info(job, self.chunk_seconds)
 
     def plan(self, path: str, job: Job) -> FileWork:
         import soundfile as sf
@@ -611,6 +618,8 @@ def cmd_batch(args) -> int:
         return Job(profile, tuple(sorted(o.items())))
 
     default = with_method(args.profile, None) if args.profile else None
+    if default is not None:   # the command line's own profile and options: refused up front, in one line
+        job_info(default, 60 * args.chunk_minutes)
     items = collect_inputs(args.inputs, default, with_method)
     table = ResultTable(args.out, resume=args.resume)
     console = Console(stderr=True, soft_wrap=True)

@@ -41,6 +41,7 @@ class RayPool:
 
     def __init__(self, address: str):
         ray = self.ray = import_ray()
+        _check_reachable(address)
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; the user needs one line
@@ -70,6 +71,20 @@ class RayPool:
 
     def close(self) -> None:
         self.ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail in one line, at once, when nothing answers at HOST:PORT (ray.init would retry for minutes)."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except ValueError:
+        raise DoascopeError(f"--ray takes HOST:PORT (the head's `ray start --port`) or auto, got {address!r}") from None
+    except OSError as exc:
+        raise DoascopeError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
 def _free_port() -> int:

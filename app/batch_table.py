@@ -63,18 +63,19 @@ class ResultTable:
             raise DoascopeError(f"{self.out} already exists: add --resume to continue it, or remove it first")
         if self.out.exists() and not self.out.is_file():
             raise DoascopeError(f"{self.out} is not a file")
-        try:
-            self.parts.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DoascopeError(f"cannot write next to {self.out}: {exc.strerror or exc}") from None
+        if not self.out.parent.is_dir():
+            raise DoascopeError(f"cannot write {self.out}: no folder {self.out.parent}")
+        if not os.access(self.out.parent, os.W_OK):
+            raise DoascopeError(f"cannot write {self.out}: the folder is not writable")
         self.schema = schema()
-        self._seq = len(list(self.parts.glob("*.parquet")))
+        self._seq = len(list(self.parts.glob("*.parquet"))) if self.parts.is_dir() else 0
 
     # --- while running ---------------------------------------------------------------------------
 
     def append(self, columns: dict[str, list]) -> int:
         """Write one finished piece of work (its rows, as column lists) durably; returns the row count."""
         table = self.pa.table(columns, schema=self.schema)
+        self.parts.mkdir(exist_ok=True)
         self._seq += 1
         name = self.parts / f"part-{self._seq:08d}-{os.getpid()}.parquet"
         tmp = name.with_suffix(".tmp")

@@ -172,7 +172,8 @@ def batch_bench(quick: bool, out: dict) -> None:
     con.print(f"load average (1, 5, 15 min) before {tuple(round(x, 2) for x in load_before)}, "
               f"after {tuple(round(x, 2) for x in load_after)}, on {figures['cores']} cores")
     if _autogroup() and load_before[0] > figures["cores"]:
-        con.print("the kernel shares busy cores fairly between sessions (sched_autogroup): the local pool's workers "
-                  "share this session's part whatever their number, while the Ray cluster runs in a session of its "
-                  "own; so on a loaded machine the wall-time ratios measure the sharing, and the CPU-time ones the work")
+        con.print("the kernel shares busy cores fairly between sessions (sched_autogroup): the local pool's "
+                  "workers share this session's part whatever their number, while the Ray cluster runs in a "
+                  "session of its own; so on a loaded machine the wall-time ratios measure the sharing, and the "
+                  "CPU-time ones the work")
     out["batch"] = figures

@@ -111,6 +111,64 @@ def test_resume_adds_no_rows_and_redoes_only_errors(capsys, corpus, local_table,
     assert capsys.readouterr().err.strip().count("\n") == 0
 
 
+def test_crashed_run_keeps_finished_work_and_resume_completes_it(capsys, corpus, local_table, tmp_path):
+    """A run that dies after one file leaves that file's part; --resume merges it and does the rest."""
+    from doascope.app import batch
+    from doascope.app.batch_table import ResultTable
+
+    out = tmp_path / "crashed.parquet"
+    job = batch.Job(PROFILE, tuple(sorted(_default_options().items())))
+    planner = batch.Planner(600.0, set())
+    work = planner.plan(str((corpus / "a.wav").resolve()), job)
+    ResultTable(out, resume=False).append(batch.run_task(work.todo[0])["rows"])   # ... and then the crash
+    assert not out.exists() and any(out.with_name(out.name + ".parts").iterdir())
+    assert main(["batch", str(corpus), "-p", PROFILE, "--out", str(out), "--resume", "--no-progress"]) == 1
+    assert "1 already in the table" in capsys.readouterr().err
+    assert table_rows(out) == table_rows(local_table) and n_rows(out) == n_rows(local_table)
+    assert not out.with_name(out.name + ".parts").exists()
+
+
+def test_local_worker_killed_mid_task_loses_and_duplicates_nothing(corpus, local_table, tmp_path, monkeypatch):
+    import threading
+
+    from doascope.app import batch
+
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    monkeypatch.setenv(batch.HOLD_ENV, str(hold))     # the pool's processes inherit it
+    job = batch.Job(PROFILE, tuple(sorted(_default_options().items())))
+    items = batch.collect_inputs([str(corpus)], job, None)
+    pool = batch.LocalPool(2)
+    box = {}
+    runner = threading.Thread(target=lambda: box.update(s=batch.run_batch(items, str(tmp_path / "k.parquet"),
+                                                                          executor=pool)))
+    runner.start()
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while not any(hold.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        victim = int(sorted(hold.iterdir())[0].name.split("-")[0])
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        (hold / "release").touch()
+        runner.join(DEADLINE)
+        pool.close()
+    assert not runner.is_alive() and pool.restarts >= 1
+    assert box["s"].failed == 1      # the corrupt file only
+    assert table_rows(tmp_path / "k.parquet") == table_rows(local_table)
+    assert n_rows(tmp_path / "k.parquet") == n_rows(local_table)
+
+
+def _default_options() -> dict:
+    from doascope.app import batch
+    from doascope.app.cli import build_parser
+
+    args = build_parser().parse_args(["batch", "x", "-p", PROFILE, "--out", "x"])
+    opts = {k: getattr(args, k) for k in batch.ANALYSIS}
+    opts["band"] = tuple(opts["band"])
+    return opts
+
+
 def test_manifest_gives_profile_and_method_per_file(capsys, corpus, tmp_path):
     (tmp_path / "m.csv").write_text(f"file,profile,method\n{corpus / 'a.wav'},{PROFILE},music\n"
                                     f"{os.path.relpath(corpus / 'sub/b.wav', tmp_path)},{PROFILE},\n")
