@@ -43,7 +43,10 @@ class RayPool:
         ray = self.ray = import_ray()
         _check_reachable(address)
         try:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            # One BLAS thread per worker, as on the local pool (cli.py): blocks are small.
+            threads = {v: os.environ.get(v, "1") for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
+                     runtime_env={"env_vars": threads})
         except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; the user needs one line
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DoascopeError(f"cannot connect to the Ray cluster at {address}: {msg}") from None
