@@ -647,8 +647,10 @@ def print_summary(console, s: Summary, out: str) -> None:
     done = s.files - s.skipped
     console.print(f"batch: {done} files analysed ({s.chunks} tasks, {s.reruns} chunks re-run from their "
                   f"predecessor's state), {s.skipped} already in the table, {s.failed} failed")
-    console.print(f"batch: {s.audio_seconds / 3600:.3f} h of audio in {s.wall:.1f} s on {s.workers} workers: "
-                  f"{s.audio_hours_per_hour:.0f} audio-hours per wall-hour; {out} holds {s.rows} rows")
+    rate = s.audio_hours_per_hour
+    console.print(f"batch: {s.audio_seconds / 3600:.3f} h of audio in {s.wall:.1f} s on {s.workers} "
+                  f"worker{'s' if s.workers != 1 else ''}: {rate:.{0 if rate >= 10 else 1}f} audio-hours per "
+                  f"wall-hour; {out} holds {s.rows} rows")
     for line in s.errors[:10]:
         console.print(f"  failed: {line}", markup=False, highlight=False)
     if len(s.errors) > 10:

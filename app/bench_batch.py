@@ -130,6 +130,11 @@ def batch_bench(quick: bool, out: dict) -> None:
         try:
             for name, ex in executors.items():
                 _run(warm, ex, folder, "warm", cluster)
+            idle = None
+            if cluster is not None:   # what Ray's own processes burn with nothing to do, per wall second
+                c0, t0 = _cpu_seconds(session=cluster.sessions[0]), time.perf_counter()
+                time.sleep(5.0)
+                idle = (_cpu_seconds(session=cluster.sessions[0]) - c0) / (time.perf_counter() - t0)
             rates: dict[str, list[float]] = {name: [] for name in executors}
             per_cpu: dict[str, list[float]] = {name: [] for name in executors}
             for r in range(rounds):
@@ -166,9 +171,10 @@ def batch_bench(quick: bool, out: dict) -> None:
     if ray_name in med:
         overhead = med["local, 2 workers"] / med[ray_name] - 1.0
         cpu_overhead = cpu["local, 2 workers"] / cpu[ray_name] - 1.0
-        figures.update(ray_overhead=overhead, ray_cpu_overhead=cpu_overhead)
+        figures.update(ray_overhead=overhead, ray_cpu_overhead=cpu_overhead, ray_idle_cpu_per_s=idle)
         con.print(f"Ray's overhead against the local pool on the same 2 cores: {overhead:+.1%} in wall time, "
-                  f"{cpu_overhead:+.1%} in CPU time (its servers included) (target <= 10 %)")
+                  f"{cpu_overhead:+.1%} in CPU time (its servers included) (target <= 10 %); idle, the cluster "
+                  f"burns {idle:.3f} CPU-seconds per second")
     con.print(f"load average (1, 5, 15 min) before {tuple(round(x, 2) for x in load_before)}, "
               f"after {tuple(round(x, 2) for x in load_after)}, on {figures['cores']} cores")
     if _autogroup() and load_before[0] > figures["cores"]:
