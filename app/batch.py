@@ -13,13 +13,9 @@ gives the same rows as one pass, bit for bit.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import math
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -90,12 +86,16 @@ def audio_seconds(path: str) -> float:
 
 
 def file_sha256(path: str) -> str:
+    import hashlib
+
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def settings_key(job: Job, profile, chunk_blocks: int) -> str:
     """What the rows depend on besides the audio: the profile's content, the options, the chunking."""
+    import hashlib
+
     h = hashlib.sha256()
     h.update(Path(profile.path).read_bytes() if profile.path else repr(profile).encode())
     h.update(repr(job.options).encode())
@@ -158,6 +158,8 @@ def collect_inputs(inputs: list[str], default: Job | None, with_method) -> list[
 
 
 def _read_manifest(path: Path, default: Job | None, with_method) -> list[tuple[str, Job]]:
+    import csv
+
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
@@ -207,6 +209,8 @@ def _analysis(job: Job):
 
 def state_digest(state) -> str:
     """A hash of a stream state (BlockStream.state): equal digests, identical continuations."""
+    import hashlib
+
     import numpy as np
 
     h = hashlib.sha256()
@@ -416,6 +420,8 @@ class LocalPool:
         self.restarts = 0
 
     def _new(self):
+        from concurrent.futures import ProcessPoolExecutor
+
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=self._ctx, initializer=warm_worker)
 
     @property
@@ -433,6 +439,9 @@ class LocalPool:
         return list(getattr(self._pool, "_processes", None) or {})
 
     def wait(self, timeout: float):
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
         done, _ = wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
         broken = []
         for fut in done:
