@@ -599,7 +599,8 @@ def register(subparsers) -> None:
             action.help = "profile of every file not given one by a manifest"
     p.add_argument("--out", "-o", required=True, metavar="RESULTS.parquet", help="the Parquet table to write")
     p.add_argument("--resume", action="store_true",
-                   help="continue the table: skip work already in it (same file content and settings)")
+                   help="continue the table: skip work already in it for the same file content and settings "
+                        "(--chunk-minutes included); failed work is tried again")
     p.add_argument("--jobs", "-j", type=int, default=None,
                    help="local worker processes (default: one per CPU core)")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
