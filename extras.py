@@ -26,6 +26,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "dnn": ("torch",),
     "mqtt": ("paho",),
     "hdf5": ("h5py",),
+    "batch": ("pyarrow", "ray"),
 }
 
 # pip's own `pip install torch` pulls the CUDA build (~3 GB of vendor wheels) on Linux; say how to

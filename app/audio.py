@@ -44,8 +44,12 @@ def resample(audio: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def read_raw(path: str | os.PathLike, profile: Profile) -> tuple[np.ndarray, tuple[int, ...]]:
+def read_raw(path: str | os.PathLike, profile: Profile, *, start: int = 0,
+             stop: int | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
     """Read a recording for ``profile`` with all its channels, at the profile's sample rate.
+
+    ``start``/``stop`` read only those frames (a part of a long recording); a part can only be read
+    from a file already at the profile's rate, since resampling a part differs at its edges.
 
     Returns (audio (frames, channels) float32, mic_map). Raises AudioInputError with one sentence
     for a missing, unreadable or corrupt file, a channel count that does not fit the profile, or
@@ -60,14 +64,18 @@ def read_raw(path: str | os.PathLike, profile: Profile) -> tuple[np.ndarray, tup
         raise AudioInputError(f"{path} is a directory, not an audio file")
     if is_hdf5(path):
         audio, fs = read_hdf5_time_data(path)
+        audio = audio[start:stop]
     else:
-        audio, fs = _read_soundfile(sf, path)
+        audio, fs = _read_soundfile(sf, path, start, stop)
     if audio.shape[0] == 0:
         raise AudioInputError(f"{path} holds no audio frames")
     if not np.all(np.isfinite(audio)):
         bad = int(np.count_nonzero(~np.isfinite(audio)))
         raise AudioInputError(f"{path} contains {bad} NaN or infinite samples")
     mic_map = mic_map_for(audio.shape[1], profile, what=path)
+    if (start or stop is not None) and int(fs) != profile.sample_rate:
+        raise AudioInputError(f"{path} is at {fs} Hz, not the profile's {profile.sample_rate} Hz: "
+                              "only whole files can be resampled")
     return resample(audio, int(fs), profile.sample_rate), mic_map
 
 
@@ -113,9 +121,9 @@ def read_hdf5_time_data(path: str) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(audio), int(fs)
 
 
-def _read_soundfile(sf, path: str) -> tuple[np.ndarray, int]:
+def _read_soundfile(sf, path: str, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int]:
     try:
-        audio, fs = sf.read(path, dtype="float32", always_2d=True)
+        audio, fs = sf.read(path, dtype="float32", always_2d=True, start=start, stop=stop)
     except (RuntimeError, sf.LibsndfileError, TypeError, ValueError) as exc:
         raise AudioInputError(f"cannot read {path} as audio: {str(exc).strip() or type(exc).__name__}") from None
     except OSError as exc:
@@ -123,10 +131,11 @@ def _read_soundfile(sf, path: str) -> tuple[np.ndarray, int]:
     return audio, int(fs)
 
 
-def read_recording(path: str | os.PathLike, profile: Profile) -> tuple[np.ndarray, int]:
+def read_recording(path: str | os.PathLike, profile: Profile, *, start: int = 0,
+                   stop: int | None = None) -> tuple[np.ndarray, int]:
     """Read a recording for ``profile``: (frames, mics) float32 at the profile's sample rate.
 
-    Errors as :func:`read_raw`.
+    ``start``/``stop`` and errors as :func:`read_raw`.
     """
-    audio, mic_map = read_raw(path, profile)
+    audio, mic_map = read_raw(path, profile, start=start, stop=stop)
     return select_channels(audio, mic_map), profile.sample_rate

@@ -505,7 +505,8 @@ def cmd_bench(args) -> int:
              "serve": lambda: serve_bench(args.quick, out),
              "dnn": lambda: dnn_bench(args.quick, out, args.scenes),
              "position": lambda: position_bench(args.quick, out, n_scenes=args.scenes),
-             "tracking": lambda: tracking_bench(args.quick, out, args.scenes)}
+             "tracking": lambda: tracking_bench(args.quick, out, args.scenes),
+             "batch": lambda: batch_bench(args.quick, out)}
     chosen = [name for name in parts if getattr(args, name, False)]
     for name in chosen:
         parts[name]()
@@ -739,3 +740,10 @@ def position_bench(quick: bool, out: dict, *, n_scenes: int | None = None) -> No
                       f"{r['speedup_evaluations']:.0f}x" if r["speedup_evaluations"] else "-")
     con.print(table)
     out["position"] = rows
+
+
+def batch_bench(quick: bool, out: dict) -> None:
+    """``--batch``: corpus throughput of ``doascope batch`` (see app/bench_batch.py)."""
+    from doascope.app.bench_batch import batch_bench as run
+
+    run(quick, out)

@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking", action="store_true",
                    help="tracks on crossing, turn-taking, walking and talker-and-fan scenes (coverage, ghosts, id "
                         "switches), held-out blocks, the bias between two talkers, and real measured rooms")
+    p.add_argument("--batch", action="store_true", help="`batch` throughput: 1 and 2 local workers, and Ray's overhead")
     p.add_argument("--speed-only", action="store_true", help="skip the accuracy part")
     p.add_argument("--accuracy-only", action="store_true", help="skip the speed part")
     p.add_argument("--scenes", type=int, default=None, help="scenes per source count in the accuracy part")
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     from doascope.app.clip_cli import register as register_clip
     from doascope.app.meta_cli import register as register_meta
     from doascope.app.train_cli import register as register_train
+    from doascope.app.batch import register as register_batch
 
     register_train(sub)
     register_clip(sub)
@@ -182,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     from doascope.app.eval_cli import register as register_eval
 
     register_eval(sub)
+    register_batch(sub)
     return parser
 
 
@@ -212,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             from doascope.app.clip_cli import cmd_clip as run
         elif args.command == "train":
             from doascope.app.train_cli import cmd_train as run
+        elif args.command == "batch":
+            from doascope.app.batch import cmd_batch as run
         elif args.command == "gui":
             from doascope.app.gui.window import run_gui as run
         elif args.command == "devices":

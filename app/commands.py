@@ -51,6 +51,21 @@ def build_localizer(args, profile: Profile):
     return build(analysis_config(args), profile, profile.sample_rate)
 
 
+def localizer_for(args, profile: Profile):
+    """What ``locate`` (and ``batch``) analyse a recording with: the offline Localizer, or in
+    position mode the PositionLocalizer, the analysis options describe."""
+    if getattr(args, "mode", "doa") == "position":
+        return build_position_localizer(args, profile)
+    return build_localizer(args, profile)
+
+
+def require_one_block(path, n_samples: int, fs: int, localizer) -> None:
+    """Refuse a recording shorter than one analysis block (it would give no result at all)."""
+    if n_samples < localizer.block_samples:
+        raise ParameterError(f"{path} is shorter ({n_samples / fs:.3f} s) than one analysis block "
+                             f"({localizer.block_samples / fs:.3f} s)")
+
+
 def cmd_profiles(args) -> int:
     profiles = list_profiles()
     rooms = [p for p in list_profiles(rooms=True) if p.room is not None]
@@ -107,11 +122,9 @@ def cmd_locate(args) -> int:
 
     profile = load_profile(args.profile)
     position = getattr(args, "mode", "doa") == "position"
-    localizer = build_position_localizer(args, profile) if position else build_localizer(args, profile)
+    localizer = localizer_for(args, profile)
     audio, fs = read_recording(args.file, profile)
-    if audio.shape[0] < localizer.block_samples:
-        raise ParameterError(f"{args.file} is shorter ({audio.shape[0] / fs:.3f} s) than one analysis block "
-                             f"({localizer.block_samples / fs:.3f} s)")
+    require_one_block(args.file, audio.shape[0], fs, localizer)
     columns = ("x", "y", "z", "power") if position else ("azimuth", "elevation", "power")
     track: list[tuple[float, float, float]] = []
     with _open_output(args.output) as out:

@@ -88,3 +88,13 @@ class ActivityGate:
     def reset(self) -> None:
         self._history.clear()
         self.floor = np.inf
+
+    def state(self) -> tuple[float, ...]:
+        """The energies the floor is taken over, oldest first: all the gate carries between blocks."""
+        return tuple(self._history)
+
+    def restore(self, state) -> None:
+        """Continue from a :meth:`state` taken earlier (on this or an identical gate)."""
+        self._history.clear()
+        self._history.extend(float(e) for e in state)
+        self.floor = min(self._history) if self._history else np.inf

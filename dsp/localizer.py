@@ -81,6 +81,21 @@ class BlockStream:
         self._index = 0
         self.gate.reset()
 
+    def state(self) -> tuple:
+        """Everything one block hands the next (the integrated statistic, the gate's energy
+        history and the frame-vote map), as copies. Two streams in the same state give identical
+        results from there on."""
+        return (None if self._smoothed is None else self._smoothed.copy(), self.gate.state(),
+                None if self._votes is None else self._votes.copy())
+
+    def restore(self, state) -> None:
+        """Continue from a :meth:`state` taken earlier on an identically built stream, as if the
+        blocks before had been processed here."""
+        smoothed, gate, votes = state[0], state[1], state[2]
+        self._smoothed = None if smoothed is None else np.array(smoothed, copy=True)
+        self._votes = None if votes is None else np.array(votes, copy=True)
+        self.gate.restore(gate)
+
     def _integrate_stats(self, stats: np.ndarray) -> np.ndarray:
         """The block statistic averaged exponentially over the active blocks so far."""
         self._smoothed = self._integrated(self._smoothed, stats)
@@ -95,16 +110,18 @@ class BlockStream:
     def _block_stop(self, start: int, X: np.ndarray) -> int:
         return start + (X.shape[2] - 1) * self.hop + self.nfft
 
-    def locate(self, audio: np.ndarray, fs: float, *, chunk_blocks: int = 256):
+    def locate(self, audio: np.ndarray, fs: float, *, chunk_blocks: int = 256, offset: int = 0):
         """Yield ``process``'s result for every whole block of ``audio`` (samples, mics) float32.
 
-        The STFT is taken chunk by chunk so memory stays bounded on long recordings.
+        The STFT is taken chunk by chunk so memory stays bounded on long recordings. ``offset`` is
+        the stream's sample index of ``audio[0]`` (a later part of a recording): block bounds and
+        times count from the stream start.
         """
         if audio.ndim != 2 or audio.shape[1] != self.n_mics:
             raise ParameterError(f"audio must have shape (samples, {self.n_mics}), got {audio.shape}")
         for start, block in stft_blocks(audio, nfft=self.nfft, hop=self.hop, frames_per_block=self.frames_per_block,
                                         window=self.window, chunk_blocks=chunk_blocks):
-            yield self.process(block, start, fs)
+            yield self.process(block, start + offset, fs)
 
 
 class Localizer(BlockStream):

@@ -646,6 +646,15 @@ class PositionLocalizer(BlockStream):
         """Whether a source at ``p`` explains a peak at ``q`` (directly or by one wall reflection)."""
         return self.srp.echo_distance(q, p) < ECHO_TOLERANCE_S
 
+    def state(self) -> tuple:
+        bearings = () if not self.bearings else tuple(None if s is None else s.copy() for s in self.bearings._stats)
+        return super().state() + (bearings,)
+
+    def restore(self, state) -> None:
+        super().restore(state)
+        if self.bearings:
+            self.bearings._stats = [None if s is None else np.array(s, copy=True) for s in state[3]]
+
     def _integrate(self, X) -> np.ndarray:
         # Exponential average of the PHAT cross-spectra (all pairs of all mics) across active blocks.
         weights = None
@@ -696,6 +705,6 @@ class PositionLocalizer(BlockStream):
         self._index += 1
         return result
 
-    def locate(self, audio: np.ndarray, fs: float | None = None, *, chunk_blocks: int = 256):
+    def locate(self, audio: np.ndarray, fs: float | None = None, *, chunk_blocks: int = 256, offset: int = 0):
         """Yield a :class:`PositionResult` for every whole block of ``audio`` (samples, mics) float32."""
-        return super().locate(audio, self.fs if fs is None else fs, chunk_blocks=chunk_blocks)
+        return super().locate(audio, self.fs if fs is None else fs, chunk_blocks=chunk_blocks, offset=offset)
