@@ -32,8 +32,9 @@ def register(subparsers) -> None:
     t.add_argument("--small", action="store_true", help="a smaller, faster model (weaker; for smoke runs)")
     t.add_argument("--eval-every", type=int, default=500, metavar="N",
                    help="score the held-out split every N steps for the curves (default 500; 0: only at the end)")
-    t.add_argument("--threads", type=int, default=2,
-                   help="torch threads (default 2; on a machine busy with other work, 1 can be faster)")
+    t.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: ~4 min of one idle core; on a machine busy with other work a "
+                        "second thread makes it several times slower, on an idle one it may help)")
     t.add_argument("--time-limit", type=float, default=None, metavar="S",
                    help="stop training after S seconds even if steps remain")
     t.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -260,7 +260,9 @@ class ClipTab(Tab):
                                                name="zero-shot")
         self.r1_curve = self.metric_plot.plot(pen=pg.mkPen("#ffe119", width=1.5), name="R@1")
         self.r5_curve = self.metric_plot.plot(pen=pg.mkPen("#f032e6", width=1.5), name="R@5")
-        self.heat_plot = pg.PlotWidget(title="cosine similarity: held-out images (rows) × their captions")
+        self.heat_plot = pg.PlotWidget(title="similarity: held-out images × captions")
+        self.heat_plot.setLabel("left", "image")
+        self.heat_plot.setLabel("bottom", "caption")
         self.heat_plot.invertY(True)
         self.heat_plot.setAspectLocked(True)
         self.heat_plot.setMouseEnabled(False, False)
@@ -320,7 +322,7 @@ class ClipTab(Tab):
         middle = W.QSplitter(QtCore.Qt.Horizontal)
         middle.addWidget(self.heat_plot)
         middle.addWidget(zs)
-        middle.setSizes([420, 660])
+        middle.setSizes([380, 700])
         right = W.QSplitter(QtCore.Qt.Vertical)
         right.addWidget(curves)
         right.addWidget(middle)
@@ -346,29 +348,27 @@ class ClipTab(Tab):
                 self.classify()
 
     def _show_estimate(self) -> None:
-        """What training will cost, from the shipped model's own measured training time."""
+        """What training will cost, from the CPU time the shipped model's training measured (one
+        thread: on an idle core the wall time is about the same)."""
         info = self.shipped_info
         if not info or self.training:
             self.estimate.setText("")
             return
-        tc, hist = info.get("train_config", {}), info.get("history", {})
-        seconds, steps, batch = info.get("wall_seconds") or hist.get("training_seconds"), info.get("steps"), \
-            tc.get("batch_size")
-        if not seconds or not steps or not batch:
+        cpu, steps, batch = info.get("cpu_seconds"), info.get("steps"), info.get("train_config", {}).get("batch_size")
+        if not cpu or not steps or not batch:
             self.estimate.setText("")
             return
-        same_model = self.size.currentIndex() == 0
-        guess = seconds / steps * self.steps.value() * self.batch.value() / batch
+        guess = cpu / steps * self.steps.value() * self.batch.value() / batch
         self.estimate.setText(
-            (f"About {max(1, round(guess / 60))} min on two idle cores" if same_model else
+            (f"About {_duration(guess)} on an idle core" if self.size.currentIndex() == 0 else
              "Faster than the standard model") +
-            f" (the shipped model: {steps} steps of {batch} pairs in {seconds / 60:.1f} min); "
+            f" (the shipped model: {steps} steps of {batch} pairs, {_duration(cpu)} of CPU); "
             "longer while other programs run.")
 
     def _toggle(self, checked: bool) -> None:
         self.start() if checked else self.stop()
 
-    def start(self, *, threads: int = 2, eval_every: int = 250) -> None:
+    def start(self, *, threads: int = 1, eval_every: int = 250) -> None:
         """Train a new model from scratch in the background (the shown model is replaced as it learns)."""
         self.stop()
         self.show_error(None)
@@ -485,8 +485,8 @@ class ClipTab(Tab):
             info = v.get("info", {})
             self.progress.setRange(0, 1)
             self.progress.setValue(1)
-            seconds = info.get("wall_seconds") or info.get("history", {}).get("training_seconds")
-            made = f", trained in {seconds / 60:.1f} min" if seconds else ""
+            cpu = info.get("cpu_seconds")
+            made = f", trained in {_duration(cpu)} of CPU" if cpu else ""
             name = "the shipped model" if v["path"] == str(SHIPPED_MODEL) else v["path"]
             self.progress_label.setText(f"showing {name}: {step} steps{made}")
             if v["path"] == str(SHIPPED_MODEL):
@@ -501,6 +501,7 @@ class ClipTab(Tab):
         sim = v.get("similarity")
         if sim is not None:
             self.heatmap.setImage(sim, levels=(float(sim.min()), float(sim.max())), autoLevels=False)
+            self.heat_plot.setRange(xRange=(0, sim.shape[1]), yRange=(0, sim.shape[0]), padding=0.02)
         history = v.get("metric_history")
         if history:
             h = np.asarray(history, dtype=float)
