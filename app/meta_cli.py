@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     s = sub.add_parser("sinusoid", help="few-shot sinusoid regression (Finn et al. 2017): figures and results.json")
     s.add_argument("--out", required=True, metavar="DIR", help="folder for model.pt, the PNGs and results.json")
     s.add_argument("--steps", type=int, default=SINUSOID_ITERATIONS,
-                   help=f"meta-iterations per method (default {SINUSOID_ITERATIONS}: about 1.5 min of one idle core; "
+                   help=f"meta-iterations per method (default {SINUSOID_ITERATIONS}: about a minute of one idle core; "
                         "longer while other programs run, and the progress lines say how long is left)")
     s.add_argument("--seed", type=int, default=0, help="seed of the initialisation and task stream (default 0)")
     s.add_argument("--tasks", type=int, default=200, help="held-out tasks to evaluate on (default 200)")

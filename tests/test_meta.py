@@ -188,7 +188,7 @@ def test_time_left_follows_the_pace_so_far():
     left = ms.seconds_left("maml", 50, 100, 10.0)
     assert left == pytest.approx(10.0 / (0.5 * c["maml"]) * (0.5 * c["maml"] + c["reptile"] + c["pretrained"]))
     assert ms.seconds_left("pretrained", 100, 100, 30.0) == pytest.approx(0.0)
-    assert ms.seconds_left("maml", 0, 100, 0.0) is None
+    assert ms.seconds_left("maml", 0, 100, 0.0) is None and ms.seconds_left("maml", 1, 10000, 0.5) is None
 
 
 # -- Panel B: few-shot array calibration ----------------------------------------------------------

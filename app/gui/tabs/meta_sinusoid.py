@@ -105,7 +105,7 @@ class SinusoidPanel:
         self.iterations.setRange(10, 200_000)
         self.iterations.setSingleStep(1000)
         self.iterations.setValue(SINUSOID_ITERATIONS)
-        self.iterations.setToolTip("meta-iterations per method; 10000 take about 1.5 min of one idle core, "
+        self.iterations.setToolTip("meta-iterations per method; 10000 take about a minute of one idle core, "
                                    "longer while other programs run (the progress shows the time left)")
         form.addRow("Iterations", self.iterations)
         self.seed = W.QSpinBox()
