@@ -304,8 +304,11 @@ def load_checkpoint(path: str) -> tuple[CLIP, dict]:
     """(model in eval mode, everything else :func:`save` wrote: history, metrics, settings)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ParameterError(f"cannot load a CLIP model from {path}: {exc}") from None
+    except OSError as exc:
+        raise ParameterError(f"cannot load a CLIP model from {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file: one sentence, not torch's essay
+        raise ParameterError(f"cannot load a CLIP model from {path}: not a model saved by `doascope clip train` "
+                             f"({type(exc).__name__})") from None
     if not isinstance(state, dict) or "model_config" not in state:
         raise ParameterError(f"{path} is not a CLIP model written by `doascope clip train`")
     if list(state.get("vocab", [])) != list(data.VOCAB):

@@ -238,6 +238,23 @@ def test_the_tab_opens_on_the_shipped_model(qtbot):
     assert str(shipped).endswith(".pt") and DEMO_SCENE.colour in tab.query.text()
 
 
+def test_the_tab_says_in_one_line_when_a_model_cannot_be_loaded(qtbot, tmp_path):
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pyqtgraph")
+    from doascope.app.gui.tabs.clip import ClipTab
+
+    tab = ClipTab(SimpleNamespace(args=None, status=lambda text, error=False: None), model_path=None)
+    qtbot.addWidget(tab.widget)
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    tab.load(str(tmp_path / "junk.pt"))
+    try:
+        qtbot.waitUntil(lambda: tab.worker is None, timeout=60000)
+    finally:
+        tab.shutdown()
+    assert "cannot load a CLIP model" in tab.message.text() and "\n" not in tab.message.text()
+    assert tab.model is None
+
+
 def test_the_tab_module_does_not_import_torch():
     code = "import sys, doascope.app.gui.tabs.clip as m; assert m.ClipTab.unavailable() is None; " \
            "assert 'torch' not in sys.modules, 'torch imported'"
@@ -265,6 +282,7 @@ def test_tab_trains_offscreen_and_shows_data(qtbot):
     finally:
         tab.shutdown()
     assert tab.message.text() == "", tab.message.text()
+    assert tab.progress.value() == 40 and "trained 40 steps" in tab.progress_label.text()
     x, y = tab.loss_curve.getData()
     assert len(x) == 40 and np.all(np.isfinite(y))
     assert len(tab.temp_curve.getData()[1]) == 40

@@ -390,7 +390,7 @@ class ClipTab(Tab):
     def stop(self) -> None:
         job, self.job = self.job, None
         if job is not None:
-            job.stop()
+            job.stop(timeout=10 if self.training else 0)  # a load cannot be interrupted: drop it unseen
         self.training = False
         self.start_button.setChecked(False)
         self.start_button.setText("Train from scratch")

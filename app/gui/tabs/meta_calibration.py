@@ -223,7 +223,7 @@ class CalibrationPanel:
     def stop(self) -> None:
         job, self.job = self.job, None
         if job is not None:
-            job.stop()
+            job.stop(timeout=0 if self.loading else 10)  # a load cannot be interrupted: drop it unseen
         self.run_button.setChecked(False)
         self.run_button.setText("Run experiment")
 

@@ -216,7 +216,7 @@ class SinusoidPanel:
     def stop(self) -> None:
         job, self.job = self.job, None
         if job is not None:
-            job.stop()
+            job.stop(timeout=0 if self.loading else 10)  # a load cannot be interrupted: drop it unseen
         self.start_button.setChecked(False)
         self.start_button.setText("Meta-train")
 
