@@ -222,3 +222,13 @@ def test_the_window_keeps_none_true_and_false_alive_under_pyside_refcount_leaks(
     if sys.version_info < (3, 12):
         assert sys.getrefcount(None) > 1 << 39 and sys.getrefcount(True) > 1 << 39
         assert sys.getrefcount(None) < 1 << 41
+
+
+def test_gui_tab_option_names_a_tab_or_says_which_exist():
+    from doascope import ParameterError
+    from doascope.app.gui.window import tab_index
+
+    titles = ["Localization", "CLIP", "Meta-learning"]
+    assert tab_index(titles, "clip") == 1 and tab_index(titles, "Meta") == 2
+    with pytest.raises(ParameterError, match="the tabs are Localization, CLIP, Meta-learning"):
+        tab_index(titles, "Bogus")

@@ -30,6 +30,16 @@ def guard_singletons() -> None:
     guard_singletons.done = True
 
 
+def tab_index(titles: list[str], wanted: str) -> int:
+    """Index of the tab whose title starts with ``wanted`` (any case), or one clear error."""
+    match = [i for i, t in enumerate(titles) if t.lower().startswith(wanted.lower())]
+    if not match:
+        from doascope import ParameterError
+
+        raise ParameterError(f"no tab {wanted!r} here; the tabs are {', '.join(titles)}")
+    return match[0]
+
+
 class Context:
     """What tabs get from the window: the command-line arguments and the status bar."""
 
@@ -62,13 +72,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tabs_widget.currentChanged.connect(self._activate)
         wanted = getattr(args, "tab", None)
         if wanted:
-            titles = [t.title for t in self.tabs]
-            match = [i for i, t in enumerate(titles) if t.lower().startswith(wanted.lower())]
-            if not match:
-                from doascope import ParameterError
-
-                raise ParameterError(f"no tab {wanted!r} here; the tabs are {', '.join(titles)}")
-            self.tabs_widget.setCurrentIndex(match[0])
+            self.tabs_widget.setCurrentIndex(tab_index([t.title for t in self.tabs], wanted))
         self._activate(self.tabs_widget.currentIndex())
         # Everything built so far (Qt, numpy, scipy, pyqtgraph objects) lives as long as the window:
         # move it out of the collector's reach, or each full collection stalls the event loop for
@@ -116,6 +120,8 @@ def run_gui(args) -> int:
 
     from doascope.app.gui.widgets import set_dark_palette
 
+    if getattr(args, "tab", None):  # a wrong name ends here, before any window exists
+        tab_index([c.title for c in discover_tabs() if not c.unavailable()], args.tab)
     QtCore.qInstallMessageHandler(_qt_messages)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("doascope")
