@@ -50,7 +50,7 @@ def test_job_reports_an_error_in_one_line(qtbot):
 
     def work(h):
         h.publish(step=1)
-        raise ValueError("the data ran out")
+        raise ValueError("the data ran out\nand here is a long explanation")
 
     Job(work, on_update=lambda v: None, on_finished=finished.append, what="CLIP training", interval_ms=10).start()
     qtbot.waitUntil(lambda: bool(finished), timeout=10000)

@@ -50,7 +50,7 @@ class Job:
 
     ``work(handle)`` runs on the thread; ``on_update(values)`` and ``on_finished(error)`` on the
     GUI thread, every ``interval_ms`` at most. An exception in the work becomes
-    ``f"{what} failed: {exc}"``. ``stop()`` asks the work to end and waits for it (bounded).
+    ``f"{what} failed: {exc}"`` (its first line). ``stop()`` asks the work to end and waits for it (bounded).
     """
 
     _alive: set[Job] = set()  # running jobs stay referenced (and their timers alive) until delivered
@@ -84,8 +84,9 @@ class Job:
         try:
             self._work(h)
         except Exception as exc:  # noqa: BLE001 - shown in the window; the thread must not die silently
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             with h._lock:
-                h.error = f"{self.what} failed: {exc}"
+                h.error = f"{self.what} failed: {first}"  # one line, as every error a user sees
         finally:
             with h._lock:
                 h.finished = True

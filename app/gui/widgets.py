@@ -355,7 +355,7 @@ class RoomMap(pg.PlotWidget):
                             brush=[_brush(track_colour(t.id)) for t in frame.tracks],
                             data=[t.id for t in frame.tracks])
         while len(self._labels) < len(frame.tracks):
-            item = pg.TextItem(anchor=(0, 0))
+            item = pg.TextItem(anchor=(0, 0), fill=pg.mkBrush(32, 33, 36, 210))  # readable on the map
             self.addItem(item)
             self._labels.append(item)
         for i, item in enumerate(self._labels):
