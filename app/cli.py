@@ -139,12 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gui", help="the desktop GUI: live spatial spectrum, tracks and controls")
     p.add_argument("--profile", "-p", default=None, help="profile to start with")
-    p.add_argument("--method", "-m", default=None)
-    p.add_argument("--sources", "-k", type=_sources, default=None)
+    p.add_argument("--method", "-m", default=None, metavar="M", help="DOA method to start with (default srp-phat)")
+    p.add_argument("--sources", "-k", type=_sources, default=None, metavar="K",
+                   help="report at most K sources (1-8), or auto for up to 4 (default 1)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--device", "-d", default=None)
-    g.add_argument("--file", "-f", default=None)
-    g.add_argument("--sim", default=None, metavar="SCENE")
+    g.add_argument("--device", "-d", default=None, help="start on this input device (number or part of its name)")
+    g.add_argument("--file", "-f", default=None, help="start by replaying this multichannel recording")
+    g.add_argument("--sim", default=None, metavar="SCENE",
+                   help="start on a simulated room: two-talkers, crossing, talker-and-fan, circling "
+                        "(the default input; rendering it takes a few seconds)")
+    p.add_argument("--tab", default=None, metavar="TITLE", help="open on this tab: Localization, CLIP, Meta-learning")
     p.add_argument("--screenshot", default=None, metavar="PNG", help="with --quit-after: save the window first")
     p.add_argument("--quit-after", type=float, default=None, metavar="S", help="close the window after S seconds")
 

@@ -16,6 +16,7 @@ import sys
 import time
 
 from doascope import DoascopeError, ParameterError
+from doascope.models.meta_config import SINUSOID_ITERATIONS
 
 TORCH_HINT = "the meta-learning demo needs PyTorch: pip install 'doascope[dnn]'"
 COLOURS = {"maml": "#e6194b", "reptile": "#3cb44b", "pretrained": "#4363d8"}
@@ -27,12 +28,15 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="meta_command", metavar="SUBCOMMAND")
     s = sub.add_parser("sinusoid", help="few-shot sinusoid regression (Finn et al. 2017): figures and results.json")
     s.add_argument("--out", required=True, metavar="DIR", help="folder for model.pt, the PNGs and results.json")
-    s.add_argument("--steps", type=int, default=10000,
-                   help="meta-iterations per method (default 10000, about two minutes on two cores)")
+    s.add_argument("--steps", type=int, default=SINUSOID_ITERATIONS,
+                   help=f"meta-iterations per method (default {SINUSOID_ITERATIONS}: about a minute of one idle core; "
+                        "longer while other programs run, and the progress lines say how long is left)")
     s.add_argument("--seed", type=int, default=0, help="seed of the initialisation and task stream (default 0)")
     s.add_argument("--tasks", type=int, default=200, help="held-out tasks to evaluate on (default 200)")
     s.add_argument("--second-order", action="store_true", help="MAML with second derivatives (slower)")
-    s.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    s.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: the networks are tiny, and on a busy machine a second "
+                        "thread makes it several times slower)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     c = sub.add_parser("calibration", help="few-shot array calibration of the DOA network: figures and results.json")
     c.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and results.json")
@@ -94,16 +98,19 @@ def sinusoid(args) -> int:
         os.makedirs(args.out, exist_ok=True)
     except OSError as exc:
         raise DoascopeError(f"cannot create {args.out}: {exc.strerror or exc}") from None
-    torch.set_num_threads(max(1, min(args.threads, 2)))
+    torch.set_num_threads(max(1, args.threads))
     settings = ms.default_settings(args.steps, args.seed)
     settings["maml"].first_order = not args.second_order
-    last = [0.0]
+    last, start = [0.0], time.perf_counter()
 
     def progress(method, it, total, loss):
-        if args.quiet or (time.perf_counter() - last[0] < 2 and it != total):
+        now = time.perf_counter()
+        if args.quiet or (now - last[0] < 2 and it != total):
             return
-        last[0] = time.perf_counter()
-        print(f"{ms.LABELS[method]:>11}: {it:6d}/{total}  query loss {loss:.3f}", file=sys.stderr)
+        last[0] = now
+        left = ms.seconds_left(method, it, total, now - start)
+        print(f"{ms.LABELS[method]:>11}: {it:6d}/{total}  query loss {loss:.3f}  {now - start:.0f} s"
+              + (f", about {left:.0f} s left" if left is not None else ""), file=sys.stderr)
 
     run = ms.train_all(iterations=args.steps, seed=args.seed, settings=settings, progress=progress)
     curves = ms.evaluate(run.models, n_tasks=args.tasks, seed=args.seed)

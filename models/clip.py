@@ -18,35 +18,18 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from doascope import ParameterError
 from doascope.models import clip_data as data
+from doascope.models.clip_config import ClipConfig, TrainConfig  # noqa: F401 - re-exported
 from torch import nn
 
 MAX_LOGIT_SCALE = math.log(100.0)
 INIT_TEMPERATURE = 0.07
-
-
-@dataclass
-class ClipConfig:
-    embed_dim: int = 64         # d_e, the joint embedding
-    image_width: int = 128      # d_i
-    channels: tuple[int, int, int] = (24, 48, 64)
-    text_width: int = 64        # d_t
-    text_layers: int = 2
-    text_heads: int = 4
-    context_length: int = data.CONTEXT_LENGTH
-    vocab_size: int = len(data.VOCAB)
-    image_size: int = data.IMAGE_SIZE
-
-    @classmethod
-    def small(cls) -> ClipConfig:
-        """A faster model for tests and quick demos."""
-        return cls(embed_dim=48, image_width=96, channels=(16, 32, 48), text_width=48, text_layers=1, text_heads=2)
 
 
 class ImageEncoder(nn.Module):
@@ -58,7 +41,7 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, cfg: ClipConfig):
         super().__init__()
-        layers, c_in = [], 3
+        layers, c_in = [], data.IMAGE_CHANNELS
         for c in cfg.channels:
             layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
                        nn.MaxPool2d(2)]
@@ -143,17 +126,6 @@ def clip_loss(logits: torch.Tensor) -> torch.Tensor:
 # -- training and evaluation -----------------------------------------------------------------------
 
 
-@dataclass
-class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.1
-    warmup: int = 50
-    seed: int = 0
-    model: ClipConfig = field(default_factory=ClipConfig)
-
-
 def _to_torch(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(data.to_tensor_layout(images))
 
@@ -180,6 +152,7 @@ class ClipTrainer:
         self.step_count = 0
         self.losses: list[float] = []
         self.temperatures: list[float] = []
+        self.metric_history: list[tuple[int, float, float, float]] = []  # step, zero-shot, R@1, R@5
         self.train_seconds = 0.0
         self.eval_rng_seed = self.cfg.seed + 10_000
 
@@ -193,7 +166,7 @@ class ClipTrainer:
     def step(self) -> float:
         """One optimisation step on a fresh training batch; returns the loss."""
         t0 = time.perf_counter()
-        images, captions, _ = data.make_batch(self.rng, self.cfg.batch_size, "train")
+        images, captions, _ = data.make_batch(self.rng, self.cfg.batch_size, "train", group=self.cfg.group)
         for g in self.optimizer.param_groups:
             g["lr"] = self._lr()
         self.model.train()
@@ -219,8 +192,11 @@ class ClipTrainer:
         return m
 
     def evaluate(self, *, n_zero_shot: int = 600, n_retrieval: int = 300, model: CLIP | None = None) -> dict:
-        return evaluate(model or self.model, seed=self.eval_rng_seed, n_zero_shot=n_zero_shot,
-                        n_retrieval=n_retrieval)
+        """Held-out metrics of the model now; also appended to :attr:`metric_history`."""
+        m = evaluate(model or self.model, seed=self.eval_rng_seed, n_zero_shot=n_zero_shot,
+                     n_retrieval=n_retrieval)
+        self.metric_history.append((self.step_count, m["zero_shot_accuracy"], m["recall_at_1"], m["recall_at_5"]))
+        return m
 
 
 @torch.no_grad()
@@ -236,8 +212,10 @@ def embed_texts(model: CLIP, texts) -> torch.Tensor:
 
 
 @torch.no_grad()
-def zero_shot(model: CLIP, images: np.ndarray, labels, template: str = data.ZERO_SHOT_TEMPLATE) -> np.ndarray:
-    """Class probabilities (n_images, n_labels) from prompts ``template.format(label=...)``.
+def zero_shot(model: CLIP, images: np.ndarray, labels, template: str = data.ZERO_SHOT_TEMPLATE, *,
+              image_embeddings: torch.Tensor | None = None) -> np.ndarray:
+    """Class probabilities (n_images, n_labels) from prompts ``template.format(label=...)``
+    (``image_embeddings``: :func:`embed_images` of ``images``, when already at hand).
 
     A template of several prompts separated by "|" is a prompt ensemble: each class embedding is the
     normalised mean of its prompts' embeddings (the paper, sec. 3.1.4).
@@ -253,14 +231,17 @@ def zero_shot(model: CLIP, images: np.ndarray, labels, template: str = data.ZERO
     except (KeyError, IndexError, ValueError):
         raise ParameterError("a prompt may hold only the {label} placeholder") from None
     text = F.normalize(text, dim=-1)
-    logits = model.scale() * embed_images(model, images) @ text.T
+    img = embed_images(model, images) if image_embeddings is None else image_embeddings
+    logits = model.scale() * img @ text.T
     return logits.softmax(dim=-1).numpy()
 
 
 @torch.no_grad()
-def retrieve(model: CLIP, query: str, images: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def retrieve(model: CLIP, query: str, images: np.ndarray, k: int = 8, *,
+             image_embeddings: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine similarities of the k images that best match a query, best first."""
-    sims = (embed_images(model, images) @ embed_texts(model, [query]).T)[:, 0]
+    img = embed_images(model, images) if image_embeddings is None else image_embeddings
+    sims = (img @ embed_texts(model, [query]).T)[:, 0]
     top = torch.topk(sims, min(k, len(images)))
     return top.indices.numpy(), top.values.numpy()
 
@@ -278,8 +259,9 @@ def evaluate(model: CLIP, *, seed: int = 10_000, n_zero_shot: int = 600, n_retri
     colour-shape pairs (chance 1/48) by the prompt ensemble of ``ZERO_SHOT_TASKS``;
     ``zero_shot_accuracy_single_prompt`` by "a photo of a {colour} {shape}" alone.
     ``recall_at_k``: held-out-template captions retrieve their image from a gallery of held-out
-    images; a hit is any of the top k whose scene the caption describes exactly (several images can
-    share one description).
+    images; a hit is any of the top k of which the caption is true (:meth:`Scene.shows`: colour,
+    shape, size and count exact, every object in the named region; several images can answer one
+    caption).
     """
     images, _, scenes = held_out_set(seed, n_zero_shot)
     out: dict = {"zero_shot": {}}
@@ -295,28 +277,48 @@ def evaluate(model: CLIP, *, seed: int = 10_000, n_zero_shot: int = 600, n_retri
     g_images, g_captions, g_scenes = held_out_set(seed + 1, n_retrieval)
     sims = embed_texts(model, g_captions) @ embed_images(model, g_images).T  # (texts, images)
     order = torch.argsort(sims, dim=1, descending=True)[:, :5].numpy()
-    hit = np.array([[g_scenes[j] == g_scenes[i] for j in row] for i, row in enumerate(order)])
+    hit = np.array([[g_scenes[j].shows(g_scenes[i]) for j in row] for i, row in enumerate(order)])
     out["recall_at_1"] = float(hit[:, :1].any(axis=1).mean())
     out["recall_at_5"] = float(hit[:, :5].any(axis=1).mean())
     return out
 
 
-def save(trainer: ClipTrainer, path: str) -> None:
+def save(trainer: ClipTrainer, path: str, *, metrics: dict | None = None, extra: dict | None = None) -> None:
+    """The model, its settings and its training history (curves, held-out metrics), so that a
+    viewer can show how it was made without training again."""
+    history = {"losses": [float(x) for x in trainer.losses], "temperatures": [float(x) for x in trainer.temperatures],
+               "metric_history": [list(map(float, row)) for row in trainer.metric_history],
+               "training_seconds": float(trainer.train_seconds)}
     torch.save({"model": trainer.model.state_dict(), "model_config": asdict(trainer.cfg.model),
                 "train_config": {k: v for k, v in asdict(trainer.cfg).items() if k != "model"},
-                "vocab": list(data.VOCAB), "steps": trainer.step_count}, path)
+                "vocab": list(data.VOCAB), "steps": trainer.step_count, "history": history,
+                "metrics": metrics or {}, **(extra or {})}, path)
 
 
 def load(path: str) -> CLIP:
     """A model saved by :func:`save` (weights only, never code: ``weights_only=True``)."""
+    return load_checkpoint(path)[0]
+
+
+def load_checkpoint(path: str) -> tuple[CLIP, dict]:
+    """(model in eval mode, everything else :func:`save` wrote: history, metrics, settings)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise ParameterError(f"cannot load a CLIP model from {path}: {exc}") from None
+    except OSError as exc:
+        raise ParameterError(f"cannot load a CLIP model from {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file: one sentence, not torch's essay
+        raise ParameterError(f"cannot load a CLIP model from {path}: not a model saved by `doascope clip train` "
+                             f"({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "model_config" not in state:
+        raise ParameterError(f"{path} is not a CLIP model written by `doascope clip train`")
     if list(state.get("vocab", [])) != list(data.VOCAB):
         raise ParameterError(f"{path} was trained with another vocabulary")
     cfg = state["model_config"]
     cfg["channels"] = tuple(cfg["channels"])
     model = CLIP(ClipConfig(**cfg))
-    model.load_state_dict(state["model"])
-    return model.eval()
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ParameterError(f"{path} does not fit the CLIP model: {str(exc).splitlines()[0]}") from None
+    info = {k: v for k, v in state.items() if k not in ("model", "vocab")}
+    return model.eval(), info

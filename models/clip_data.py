@@ -16,7 +16,7 @@ Zero-shot prompts ("a photo of a {label}") are a held-out template too. Pure num
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from doascope import ParameterError
@@ -60,6 +60,10 @@ TRAIN_TEMPLATES = (
     "{cnt} {colour} {obj} {pos}",
     "{colour} {noun} {pos}",
     "{cnt} {size} {colour} {obj}",
+    "a picture of {cnt} {noun}",
+    "{cnt} {size} {noun}",
+    "{cnt} {noun} {pos}",
+    "{colour} {obj} {pos}",
 )
 TEST_TEMPLATES = (
     "a photo of {cnt} {size} {colour} {noun} {pos}",
@@ -99,9 +103,24 @@ class Scene:
     size: str
     position: str
     count: int
+    # where the renderer put the objects, (x, y) pixels; not part of what a caption can say
+    centres: tuple[tuple[float, float], ...] = field(default=(), compare=False)
 
     def matches(self, other: Scene) -> bool:
         return self == other
+
+    def shows(self, described: Scene) -> bool:
+        """Whether a caption of ``described`` is true of this (rendered) scene: same colour, shape,
+        size and count, and every object inside the described position's region. The regions
+        overlap (an object at the top left is both "on the left" and "at the top"), so an image can
+        answer captions of several positions; a scene never rendered answers only its own."""
+        same = (self.colour, self.shape, self.size, self.count) == (described.colour, described.shape,
+                                                                    described.size, described.count)
+        if not same or not self.centres:
+            return same and self.position == described.position
+        x0, x1, y0, y1 = POSITIONS[described.position]
+        r = 0.9 * SIZES[self.size]  # the smallest radius drawn: the renderer keeps centres this far in
+        return all(x0 + r <= x <= x1 - r and y0 + r <= y <= y1 - r for x, y in self.centres)
 
 
 def _vocabulary() -> tuple[str, ...]:
@@ -147,20 +166,52 @@ def caption(scene: Scene, template: str) -> str:
                            be="are" if many else "is", obj="objects" if many else "object")
 
 
-def sample_scenes(rng: np.random.Generator, n: int, split: str, pairs=None) -> list[Scene]:
-    """n random scenes of a split; ``pairs`` restricts the (colour, shape) pairs further."""
+# What a hard-negative variant changes, and how often: shape is the hardest cue to pick up at 32 px.
+VARIANT_WEIGHTS = {"shape": 0.35, "colour": 0.2, "count": 0.2, "position": 0.15, "size": 0.1}
+
+
+def sample_scenes(rng: np.random.Generator, n: int, split: str, pairs=None, *, group: int = 1) -> list[Scene]:
+    """n random scenes of a split; ``pairs`` restricts the (colour, shape) pairs further.
+
+    With ``group`` > 1 the scenes come in groups of near-duplicates: a random scene and
+    ``group - 1`` variants that each differ from it in one attribute (:data:`VARIANT_WEIGHTS`).
+    In a contrastive batch those are hard negatives: a caption can only find its image by the one
+    word that differs, so every attribute has to be learned, not just the easiest.
+    """
     if split not in ("train", "test"):
         raise ParameterError(f"split must be 'train' or 'test', got {split!r}")
     allowed = [(c, s) for c in COLOURS for s in SHAPES if ((c, s) in HELD_OUT_PAIRS) == (split == "test")]
     if pairs is not None:
         allowed = [p for p in allowed if p in set(pairs)]
     sizes, positions = list(SIZES), list(POSITIONS)
-    scenes = []
-    for _ in range(n):
-        c, s = allowed[rng.integers(len(allowed))]
-        size = sizes[rng.integers(len(sizes))]
-        scenes.append(Scene(c, s, size, positions[rng.integers(len(positions))],
-                            int(rng.integers(1, MAX_COUNT[size] + 1))))
+    kinds, weights = list(VARIANT_WEIGHTS), np.array(list(VARIANT_WEIGHTS.values()))
+    scenes: list[Scene] = []
+
+    def pick(options):
+        return options[rng.integers(len(options))]
+
+    while len(scenes) < n:
+        c, s = pick(allowed)
+        size = pick(sizes)
+        base = Scene(c, s, size, pick(positions), int(rng.integers(1, MAX_COUNT[size] + 1)))
+        scenes.append(base)
+        for _ in range(min(group, n - len(scenes) + 1) - 1):
+            kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
+            v = base
+            if kind == "shape":
+                others = [sh for cc, sh in allowed if cc == c and sh != s]
+                v = replace(base, shape=pick(others)) if others else base
+            elif kind == "colour":
+                others = [cc for cc, sh in allowed if sh == s and cc != c]
+                v = replace(base, colour=pick(others)) if others else base
+            elif kind == "count":
+                v = replace(base, count=pick([k for k in range(1, MAX_COUNT[size] + 1) if k != base.count]))
+            elif kind == "position":
+                v = replace(base, position=pick([p for p in positions if p != base.position]))
+            else:
+                other = pick([z for z in sizes if z != size])
+                v = replace(base, size=other, count=min(base.count, MAX_COUNT[other]))
+            scenes.append(v)
     return scenes
 
 
@@ -186,17 +237,19 @@ def _mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
     raise ParameterError(f"unknown shape {shape!r}")
 
 
-def render(scene: Scene, rng: np.random.Generator) -> np.ndarray:
-    """The scene as an (IMAGE_SIZE, IMAGE_SIZE, 3) uint8 RGB image."""
+def render(scene: Scene, rng: np.random.Generator, *, centres: list | None = None) -> np.ndarray:
+    """The scene as an (IMAGE_SIZE, IMAGE_SIZE, 3) uint8 RGB image; the object centres (x, y pixels)
+    are appended to ``centres`` when given."""
     img = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
     img[:] = rng.uniform(10, 45, 3)
     r = SIZES[scene.size] * rng.uniform(0.9, 1.1)
     x0, x1, y0, y1 = POSITIONS[scene.position]
     lo_x, hi_x, lo_y, hi_y = x0 + r + 0.5, max(x0 + r + 0.5, x1 - r - 0.5), y0 + r + 0.5, max(y0 + r + 0.5, y1 - r - 0.5)
-    centres: list[tuple[float, float]] = []
+    if centres is None:
+        centres = []
     for _ in range(scene.count):
         for _try in range(40):  # keep objects apart so that they can be counted
-            c = (rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y))
+            c = (float(rng.uniform(lo_x, hi_x)), float(rng.uniform(lo_y, hi_y)))
             if all((c[0] - a) ** 2 + (c[1] - b) ** 2 > (2 * r + 1.0) ** 2 for a, b in centres):
                 break
         centres.append(c)
@@ -207,17 +260,34 @@ def render(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+IMAGE_CHANNELS = 4  # R, G, B and a colour-blind foreground channel
+
+
 def to_tensor_layout(images: np.ndarray) -> np.ndarray:
-    """(n, H, W, 3) uint8 -> (n, 3, H, W) float32, roughly zero-mean unit-variance."""
-    return ((images.astype(np.float32) / 255.0 - 0.3) / 0.3).transpose(0, 3, 1, 2).copy()
+    """(n, H, W, 3) uint8 -> (n, 4, H, W) float32, roughly zero-mean unit-variance: the RGB
+    channels, and how far each pixel is from the image's background colour (the median of a
+    sparse grid of its pixels),
+    the largest difference over R, G and B. That channel draws every object's silhouette the same
+    whatever its colour: a network can learn "triangle" once rather than once per colour, which
+    is what lets it name shapes in colours it never saw them in."""
+    x = images.astype(np.float32) / 255.0
+    background = np.median(x[:, ::3, ::3].reshape(len(x), -1, 3), axis=1)[:, None, None, :]
+    fg = np.abs(x - background).max(axis=3, keepdims=True)
+    out = np.concatenate([(x - 0.3) / 0.3, (fg - 0.15) / 0.3], axis=3)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-def make_batch(rng: np.random.Generator, n: int, split: str, *, templates=None):
-    """n image-caption pairs: (images (n, H, W, 3) uint8, captions list[str], scenes list[Scene])."""
-    scenes = sample_scenes(rng, n, split)
+def make_batch(rng: np.random.Generator, n: int, split: str, *, templates=None, group: int = 1):
+    """n image-caption pairs: (images (n, H, W, 3) uint8, captions list[str], scenes list[Scene]);
+    ``group``: hard-negative groups, see :func:`sample_scenes`."""
+    scenes = sample_scenes(rng, n, split, group=group)
     if templates is None:
         templates = TRAIN_TEMPLATES if split == "train" else TEST_TEMPLATES
-    images = np.stack([render(s, rng) for s in scenes])
+    drawn = []
+    for s in scenes:
+        centres: list = []
+        drawn.append((render(s, rng, centres=centres), replace(s, centres=tuple(centres))))
+    images, scenes = np.stack([d[0] for d in drawn]), [d[1] for d in drawn]
     captions = [caption(s, templates[rng.integers(len(templates))]) for s in scenes]
     return images, captions, scenes
 
@@ -235,3 +305,27 @@ def scene_label(scene: Scene, task: str) -> str:
     if task == "position":
         return scene.position
     raise ParameterError(f"unknown zero-shot task {task!r}; choose one of {', '.join(ZERO_SHOT_TASKS)}")
+
+
+def parse_caption(text: str) -> Scene | None:
+    """The scene a free-text query describes, if it names a colour, a shape, a size, a position and
+    (by a number word, or a singular noun for one) a count; else None. For marking retrieved
+    images right or wrong with :meth:`Scene.shows`."""
+    t = " " + " ".join(re.findall(r"[a-z]+", text.lower())) + " "
+    words = t.split()
+    colour = next((c for c in COLOURS if c in words), None)
+    size = next((z for z in SIZES if z in words), None)
+    position = next((p for p in POSITIONS if f" {p} " in t), None)
+    shape = plural = None
+    for s in SHAPES:
+        if s + "s" in words:
+            shape, plural = s, True
+        elif s in words:
+            shape, plural = s, False
+    numbers = {"one": 1, "two": 2, "three": 3}
+    count = next((numbers[w] for w in words if w in numbers), None)
+    if count is None and plural is False:
+        count = 1
+    if None in (colour, size, position, shape, count):
+        return None
+    return Scene(colour, shape, size, position, count)

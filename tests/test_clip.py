@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -108,7 +109,12 @@ def test_images_and_tokens_have_the_documented_layout():
     images, _, _ = data.make_batch(np.random.default_rng(2), 5, "test")
     assert images.shape == (5, data.IMAGE_SIZE, data.IMAGE_SIZE, 3) and images.dtype == np.uint8
     x = data.to_tensor_layout(images)
-    assert x.shape == (5, 3, data.IMAGE_SIZE, data.IMAGE_SIZE) and x.dtype == np.float32
+    assert x.shape == (5, data.IMAGE_CHANNELS, data.IMAGE_SIZE, data.IMAGE_SIZE) and x.dtype == np.float32
+    # the fourth channel is the silhouette, the same whatever the colour
+    a = data.render(data.Scene("red", "ring", "large", "in the middle", 1), np.random.default_rng(5))
+    b = data.render(data.Scene("cyan", "ring", "large", "in the middle", 1), np.random.default_rng(5))
+    fa, fb = data.to_tensor_layout(np.stack([a, b]))[:, 3]
+    assert np.corrcoef(fa.ravel(), fb.ravel())[0, 1] > 0.9
     tok = data.tokenize(["A photo of a RED zebra!", "a " * 100])
     assert tok.shape == (2, data.CONTEXT_LENGTH)
     assert tok[0, 0] == data.SOT and data.UNK in tok[0] and (tok == data.EOT).sum(axis=1).tolist() == [1, 1]
@@ -116,7 +122,7 @@ def test_images_and_tokens_have_the_documented_layout():
 
 
 def test_short_training_lowers_the_loss_and_classifies_held_out_pairs():
-    cfg = clip.TrainConfig(steps=250, batch_size=64, lr=3e-3, warmup=20, seed=1, model=clip.ClipConfig.small())
+    cfg = clip.TrainConfig(steps=250, batch_size=64, lr=3e-3, warmup=20, seed=1, model=clip.ClipConfig())
     trainer = clip.ClipTrainer(cfg)
     before = clip.evaluate(trainer.model, n_zero_shot=300, n_retrieval=150)
     for _ in range(cfg.steps):
@@ -150,6 +156,105 @@ def test_headless_train_writes_model_figures_and_results(tmp_path):
         clip.evaluate(model, n_zero_shot=60, n_retrieval=30)["zero_shot_accuracy"])
 
 
+def test_hard_negative_groups_differ_from_their_first_scene_in_one_attribute():
+    scenes = data.sample_scenes(np.random.default_rng(4), 400, "train", group=4)
+    assert len(scenes) == 400
+    for g in range(0, 400, 4):
+        base = scenes[g]
+        for v in scenes[g + 1:g + 4]:
+            diff = [f for f in ("colour", "shape", "size", "position", "count") if getattr(v, f) != getattr(base, f)]
+            assert len(diff) <= 1 or set(diff) == {"size", "count"}, (base, v)  # a size change may cap the count
+            assert (v.colour, v.shape) not in data.HELD_OUT_PAIRS
+
+
+def test_a_caption_is_true_of_an_image_by_its_attributes_and_where_the_objects_are():
+    rng = np.random.default_rng(6)
+    images, _, scenes = data.make_batch(rng, 300, "test")
+    assert all(s.shows(s) for s in scenes)  # every image answers its own caption
+    s = scenes[0]
+    other_count = next(k for k in (1, 2) if k != s.count)
+    assert not s.shows(replace(s, count=other_count))
+    assert not s.shows(replace(s, colour="blue" if s.colour != "blue" else "red"))
+    # regions overlap: an object drawn at the top left is also "on the left"
+    corner = replace(data.Scene("red", "triangle", "small", "at the top", 1), centres=((5.0, 5.0),))
+    assert corner.shows(data.Scene("red", "triangle", "small", "on the left", 1))
+    assert not corner.shows(data.Scene("red", "triangle", "small", "on the right", 1))
+    assert data.parse_caption("a photo of two small red circles on the left") == \
+        data.Scene("red", "circle", "small", "on the left", 2)
+    assert data.parse_caption("a large green ring at the top") == data.Scene("green", "ring", "large", "at the top", 1)
+    assert data.parse_caption("something red") is None
+
+
+def _shipped_or_skip():
+    from doascope.models.clip_config import SHIPPED_MODEL
+
+    if not SHIPPED_MODEL.is_file():
+        pytest.skip("no shipped CLIP model")
+    return SHIPPED_MODEL
+
+
+def test_the_shipped_model_meets_the_demo_targets():
+    """Evaluation only, on the split and sample sizes `doascope clip train` reports: the figures in
+    the README are these."""
+    model, info = clip.load_checkpoint(str(_shipped_or_skip()))
+    m = clip.evaluate(model, seed=info["train_config"]["seed"] + 10_000, n_zero_shot=1200, n_retrieval=500)
+    assert m["zero_shot_accuracy"] >= 0.90, m["zero_shot"]          # held-out colour-shape pairs, 48 classes
+    assert m["zero_shot"]["shape"]["accuracy"] >= 0.85, m["zero_shot"]
+    assert m["recall_at_1"] >= 0.80, m                               # held-out templates, held-out pairs
+    assert m["zero_shot_accuracy"] == pytest.approx(info["metrics"]["zero_shot_accuracy"])
+    assert m["recall_at_1"] == pytest.approx(info["metrics"]["recall_at_1"])
+    assert info["steps"] == clip.TrainConfig().steps and len(info["history"]["losses"]) == info["steps"]
+    assert info["wall_seconds"] > 0 and info["cpu_seconds"] > 0
+
+
+def test_the_tab_opens_on_the_shipped_model(qtbot):
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pyqtgraph")
+    shipped = _shipped_or_skip()
+    from doascope.app.gui.tabs.clip import DEMO_SCENE, ClipTab
+
+    tab = ClipTab(SimpleNamespace(args=None, status=lambda text, error=False: None))
+    qtbot.addWidget(tab.widget)
+    tab.widget.show()
+    tab.activate()  # what the window does when the tab is first shown
+    try:
+        qtbot.waitUntil(lambda: tab.worker is None, timeout=60000)
+    finally:
+        tab.shutdown()
+    assert tab.message.text() == "", tab.message.text()
+    assert tab.model is not None and "shipped" in tab.progress_label.text()
+    x, _ = tab.loss_curve.getData()
+    assert len(x) == clip.TrainConfig().steps and len(tab.temp_curve.getData()[0]) == len(x)
+    assert len(tab.acc_curve.getData()[0]) >= 3  # held-out scores along the training
+    assert tab.heatmap.image is not None and tab.heatmap.image.shape == (16, 16)
+    assert "%" in tab.acc_label.text() and "%" in tab.r1_label.text()
+    assert all(c.text() for c in tab.zero_shot_grid.captions)
+    right = int(tab.zs_summary.text().split("/")[0])
+    assert right >= 9, tab.zs_summary.text()  # 12 held-out images
+    assert "idle core" in tab.estimate.text()  # what training anew would cost
+    # the opening query: a held-out pair; the gallery holds four images it is true of, found first
+    found = [c.styleSheet() for c in tab.retrieval_grid.captions[:4]]
+    assert sum("#3cb44b" in f for f in found) >= 3, found
+    assert str(shipped).endswith(".pt") and DEMO_SCENE.colour in tab.query.text()
+
+
+def test_the_tab_says_in_one_line_when_a_model_cannot_be_loaded(qtbot, tmp_path):
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pyqtgraph")
+    from doascope.app.gui.tabs.clip import ClipTab
+
+    tab = ClipTab(SimpleNamespace(args=None, status=lambda text, error=False: None), model_path=None)
+    qtbot.addWidget(tab.widget)
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    tab.load(str(tmp_path / "junk.pt"))
+    try:
+        qtbot.waitUntil(lambda: tab.worker is None, timeout=60000)
+    finally:
+        tab.shutdown()
+    assert "cannot load a CLIP model" in tab.message.text() and "\n" not in tab.message.text()
+    assert tab.model is None
+
+
 def test_the_tab_module_does_not_import_torch():
     code = "import sys, doascope.app.gui.tabs.clip as m; assert m.ClipTab.unavailable() is None; " \
            "assert 'torch' not in sys.modules, 'torch imported'"
@@ -177,6 +282,7 @@ def test_tab_trains_offscreen_and_shows_data(qtbot):
     finally:
         tab.shutdown()
     assert tab.message.text() == "", tab.message.text()
+    assert tab.progress.value() == 40 and "trained 40 steps" in tab.progress_label.text()
     x, y = tab.loss_curve.getData()
     assert len(x) == 40 and np.all(np.isfinite(y))
     assert len(tab.temp_curve.getData()[1]) == 40

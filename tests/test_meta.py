@@ -128,48 +128,67 @@ def test_tab_trains_offscreen_and_shows_data(qtbot):
     from doascope.app.gui.tabs.meta import MetaTab
 
     messages = []
-    tab = MetaTab(SimpleNamespace(args=None, status=lambda text, error=False: messages.append((text, error))))
+    tab = MetaTab(SimpleNamespace(args=None, status=lambda text, error=False: messages.append((text, error))),
+                  shipped=False)
     qtbot.addWidget(tab.widget)
     tab.widget.show()
-    tab.iterations.setValue(30)
-    tab.start(threads=1)
+    panel = tab.sinusoid
+    panel.iterations.setValue(30)
+    panel.start(threads=1)
     try:
-        qtbot.waitUntil(lambda: tab.worker is None, timeout=60000)
+        qtbot.waitUntil(lambda: panel.worker is None, timeout=60000)
     finally:
         tab.shutdown()
-    assert tab.message.text() == "", tab.message.text()
-    assert tab.progress.value() == tab.progress.maximum()
-    x, y = tab.true_curve.getData()
+    assert panel.message.text() == "", panel.message.text()
+    assert panel.progress.value() == panel.progress.maximum()
+    x, y = panel.true_curve.getData()
     assert len(x) > 50 and np.all(np.isfinite(y))
-    assert len(tab.support_points.getData()[0]) == ms.K_SHOT
+    assert len(panel.support_points.getData()[0]) == ms.K_SHOT
     for m in ms.METHODS:
         for s in (0, 1, 10):
-            assert np.all(np.isfinite(tab.prediction_curves[m][s].getData()[1]))
-        assert len(tab.mse_curves[m].getData()[0]) == ms.EVAL_STEPS + 1
-        assert len(tab.loss_curves[m].getData()[0]) > 0
-    tab.new_task()
-    assert len(tab.support_points.getData()[0]) == ms.K_SHOT
+            assert np.all(np.isfinite(panel.prediction_curves[m][s].getData()[1]))
+        assert len(panel.mse_curves[m].getData()[0]) == ms.EVAL_STEPS + 1
+        assert len(panel.loss_curves[m].getData()[0]) > 0
+    panel.new_task()
+    assert len(panel.support_points.getData()[0]) == ms.K_SHOT
 
 
-def test_tab_loads_the_shipped_checkpoint(qtbot):
+def test_tab_opens_on_the_shipped_results(qtbot):
+    """Both panels draw their shipped result on opening, with no click."""
     pytest.importorskip("PySide6")
     pytest.importorskip("pyqtgraph")
     if not ms.SHIPPED_CHECKPOINT.is_file():
         pytest.skip("no shipped sinusoid checkpoint")
-    from doascope.app.gui.tabs.meta import SHIPPED, MetaTab
+    from doascope.app.gui.tabs.meta import CAL_METHODS, SHIPPED, SHIPPED_CALIBRATION, MetaTab
+    from doascope.models import meta_calibration as mc
 
-    assert SHIPPED == ms.SHIPPED_CHECKPOINT
+    assert SHIPPED == ms.SHIPPED_CHECKPOINT and SHIPPED_CALIBRATION == mc.SHIPPED_RESULTS
     tab = MetaTab(SimpleNamespace(args=None, status=lambda text, error=False: None))
     qtbot.addWidget(tab.widget)
-    tab.load(SHIPPED)
+    panel, cal = tab.sinusoid, tab.calibration
+    tab.activate()  # what the window does when the tab is first shown
     try:
-        qtbot.waitUntil(lambda: tab.worker is None, timeout=60000)
+        qtbot.waitUntil(lambda: panel.worker is None and cal.worker is None, timeout=60000)
     finally:
         tab.shutdown()
-    assert tab.message.text() == "", tab.message.text()
-    mse = {m: tab.mse_curves[m].getData()[1] for m in ms.METHODS}
+    assert panel.message.text() == "" and cal.message.text() == ""
+    mse = {m: panel.mse_curves[m].getData()[1] for m in ms.METHODS}
     assert mse["maml"][1] < mse["pretrained"][1]
-    assert "held-out MSE" in tab.table.text()
+    assert "held-out MSE" in panel.table.text()
+    assert len(panel.true_curve.getData()[0]) > 50 and len(panel.loss_curves["maml"].getData()[0]) > 10
+    for m in CAL_METHODS:
+        assert len(cal.mae_curves[m].getData()[0]) == 3
+        assert len(cal.steps_curves[m].getData()[0]) > 1
+    assert "Measured" in cal.note.text() and "MAML" in cal.table.text()
+
+
+def test_time_left_follows_the_pace_so_far():
+    # MAML half done after 10 s: the rest of MAML, then Reptile and pre-training at their relative cost
+    c = ms.RELATIVE_COST
+    left = ms.seconds_left("maml", 50, 100, 10.0)
+    assert left == pytest.approx(10.0 / (0.5 * c["maml"]) * (0.5 * c["maml"] + c["reptile"] + c["pretrained"]))
+    assert ms.seconds_left("pretrained", 100, 100, 30.0) == pytest.approx(0.0)
+    assert ms.seconds_left("maml", 0, 100, 0.0) is None and ms.seconds_left("maml", 1, 10000, 0.5) is None
 
 
 # -- Panel B: few-shot array calibration ----------------------------------------------------------
@@ -296,13 +315,13 @@ def test_calibrate_rejects_bad_labels(tmp_path):
     assert read_labels(tmp_path / "c.csv") == [(0.0, 1.0, 330.0)]
 
 
-def test_calibration_panel_runs_loads_and_shows_data(qtbot, calibration_cache):
+def test_calibration_panel_runs_and_shows_data(qtbot, calibration_cache):
     pytest.importorskip("PySide6")
     pytest.importorskip("pyqtgraph")
-    from doascope.app.gui.tabs.meta import CAL_METHODS, SHIPPED_CALIBRATION, MetaTab
+    from doascope.app.gui.tabs.meta import CAL_METHODS, MetaTab
     from doascope.models import meta_calibration as mc
 
-    tab = MetaTab(SimpleNamespace(args=None, status=lambda text, error=False: None))
+    tab = MetaTab(SimpleNamespace(args=None, status=lambda text, error=False: None), shipped=False)
     qtbot.addWidget(tab.widget)
     tab.widget.show()
     panel = tab.calibration
@@ -315,14 +334,5 @@ def test_calibration_panel_runs_loads_and_shows_data(qtbot, calibration_cache):
         for m in CAL_METHODS:
             x, y = panel.acc_curves[m].getData()
             assert list(x) == [1, 5] and np.all(np.isfinite(y))
-        if SHIPPED_CALIBRATION.is_file():
-            assert SHIPPED_CALIBRATION == mc.SHIPPED_RESULTS
-            panel.load(SHIPPED_CALIBRATION)
-            qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
-            assert panel.message.text() == "", panel.message.text()
-            for m in CAL_METHODS:
-                assert len(panel.mae_curves[m].getData()[0]) == 3
-                assert len(panel.steps_curves[m].getData()[0]) > 1
-            assert "Measured" in panel.note.text() and "MAML" in panel.table.text()
     finally:
         tab.shutdown()

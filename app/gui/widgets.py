@@ -44,6 +44,60 @@ def azimuth_profile(spectrum: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]
     return np.arange(180) * 2.0, out
 
 
+def place_labels(anchors, sizes, *, gap: float = 3.0, clear: float = 10.0) -> np.ndarray:
+    """Top-left corners (screen pixels, y down) for text labels of ``sizes`` (w, h) near their
+    ``anchors`` (x, y) such that no two labels overlap and none covers an anchor's marker (a
+    ``clear`` pixel radius). Greedy, in the given order: each label takes the first free place
+    among rings of candidates around its anchor, nearest first; failing those, it goes above
+    everything already placed, which is always free. Returns (n, 2)."""
+    anchors = np.asarray(anchors, float).reshape(-1, 2)
+    sizes = np.asarray(sizes, float).reshape(-1, 2)
+    placed: list[tuple[float, float, float, float]] = []  # x0, y0, x1, y1
+
+    def free(x0, y0, w, h) -> bool:
+        x1, y1 = x0 + w, y0 + h
+        if any(x0 < bx1 + gap and bx0 < x1 + gap and y0 < by1 + gap and by0 < y1 + gap
+               for bx0, by0, bx1, by1 in placed):
+            return False
+        # keep every marker visible: no label over a disc of radius `clear` around any anchor
+        cx = np.clip(anchors[:, 0], x0, x1)
+        cy = np.clip(anchors[:, 1], y0, y1)
+        return bool(np.all((cx - anchors[:, 0]) ** 2 + (cy - anchors[:, 1]) ** 2 >= clear ** 2))
+
+    out = np.zeros((len(anchors), 2))
+    for i, ((ax, ay), (w, h)) in enumerate(zip(anchors, sizes)):
+        spot = None
+        for ring in range(6):
+            d = clear + ring * (h + gap)
+            for x0, y0 in ((ax - w / 2, ay - d - h), (ax - w / 2, ay + d), (ax + d, ay - h / 2),
+                           (ax - d - w, ay - h / 2), (ax + d * 0.7, ay - d * 0.7 - h), (ax - d * 0.7 - w, ay - d * 0.7 - h),
+                           (ax + d * 0.7, ay + d * 0.7), (ax - d * 0.7 - w, ay + d * 0.7)):
+                if free(x0, y0, w, h):
+                    spot = (x0, y0)
+                    break
+            if spot is not None:
+                break
+        if spot is None:
+            top = min([ay - clear] + [b[1] for b in placed] + list(anchors[:, 1] - clear))
+            spot = (ax - w / 2, top - gap - h - 1.0)
+        placed.append((spot[0], spot[1], spot[0] + w, spot[1] + h))
+        out[i] = spot
+    return out
+
+
+def _layout_labels(plot: pg.PlotWidget, labels, xs, ys) -> None:
+    """Put shown TextItems (anchor (0, 0)) near their data points (xs, ys) without overlap."""
+    vb = plot.getViewBox()
+    anchors, sizes = [], []
+    for item, x, y in zip(labels, xs, ys):
+        p = vb.mapViewToScene(QtCore.QPointF(float(x), float(y)))
+        anchors.append((p.x(), p.y()))
+        r = item.textItem.boundingRect()
+        sizes.append((r.width(), r.height()))
+    for item, (x0, y0) in zip(labels, place_labels(anchors, sizes)):
+        item.setPos(vb.mapSceneToView(QtCore.QPointF(x0, y0)))
+
+
 class PolarPlot(pg.PlotWidget):
     """Spatial spectrum around the array, tracks as labelled markers, peaks as dots."""
 
@@ -93,7 +147,7 @@ class PolarPlot(pg.PlotWidget):
         self.tracks.setData(tx, ty, brush=[_brush(track_colour(t.id)) for t in frame.tracks],
                             data=[t.id for t in frame.tracks])
         while len(self._labels) < len(frame.tracks):
-            item = pg.TextItem(anchor=(0.5, 1.3))
+            item = pg.TextItem(anchor=(0, 0))
             self.addItem(item)
             self._labels.append(item)
         for i, item in enumerate(self._labels):
@@ -101,51 +155,75 @@ class PolarPlot(pg.PlotWidget):
                 t = frame.tracks[i]
                 item.setText(f"#{t.id}")
                 item.setColor(track_colour(t.id))
-                item.setPos(tx[i], ty[i])
                 item.show()
             else:
                 item.hide()
+        _layout_labels(self, self._labels[:len(frame.tracks)], tx, ty)
 
 
 class Waterfall(pg.PlotWidget):
-    """Azimuth over time: the spectrum's azimuth profile as an image scrolling left, fixed levels."""
+    """Azimuth over time: the spectrum's azimuth profile (each column normalised to its block's
+    range, 0 = weakest, 1 = strongest direction) as an image scrolling left, with a colour bar and
+    a chosen history length. Columns are bins of stream time, so the axis is right whatever the
+    frame rate; a bin that several frames fall into keeps the newest."""
 
-    def __init__(self, seconds: float = 10.0, rate: float = 31.25, parent=None):
+    COLUMNS = 400
+
+    def __init__(self, seconds: float = 30.0, parent=None):
         super().__init__(parent)
-        self.columns = int(seconds * rate)
-        self.rate = rate
-        self.data = np.zeros((180, self.columns), np.float32)  # 2-degree rows, row-major
+        self.data = np.zeros((180, self.COLUMNS), np.float32)  # 2-degree rows, row-major
         self.image = pg.ImageItem(axisOrder="row-major")
-        self.image.setLookupTable(pg.colormap.get("viridis").getLookupTable(0.0, 1.0, 256))
         self.addItem(self.image)
-        self._rect = QtCore.QRectF(-seconds, 0, seconds, 360)
+        self.colour_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get("viridis"),
+                                          label="normalised power", interactive=False, width=12)
+        self.colour_bar.setImageItem(self.image, insert_in=self.getPlotItem())
         self.setLabel("left", "azimuth (deg)")
         self.setLabel("bottom", "time (s, now = 0)")
         self.setYRange(0, 360, padding=0)
-        self.setXRange(-seconds, 0, padding=0)
         self.getAxis("left").setTicks([[(a, str(a)) for a in range(0, 361, 90)]])
         self.setMouseEnabled(False, False)
         self.tracks = pg.ScatterPlotItem(size=5, pen=None)
         self.addItem(self.tracks)
         self._track_points: deque = deque()  # (t, azimuth, brush) of recent track positions
-        self.seconds = seconds
+        self.set_history(seconds)
+
+    def set_history(self, seconds: float) -> None:
+        """Show the last ``seconds`` of stream time (starts the picture afresh)."""
+        self.seconds = float(seconds)
+        self.bin = self.seconds / self.COLUMNS
+        self.data[:] = 0.0
+        self._last_bin: int | None = None
+        self._rect = QtCore.QRectF(-self.seconds, 0, self.seconds, 360)
+        self.setXRange(-self.seconds, 0, padding=0)
+        if self.image.image is not None:
+            self.image.setImage(self.data, levels=(0.0, 1.0), autoLevels=False)
+            self.image.setRect(self._rect)
 
     def push(self, frame) -> None:
         az, s = azimuth_profile(frame.spectrum, frame.grid)
         lo, hi = float(np.min(s)), float(np.max(s))
         col = np.interp(np.arange(180) * 2.0 + 1.0, np.append(az, az[0] + 360), np.append(s, s[0]), period=360)
         col = (col - lo) / (hi - lo) if hi > lo and frame.active else np.zeros(180)
-        self.data = np.roll(self.data, -1, axis=1)
+        b = int(np.floor(frame.t / self.bin))
+        shift = 1 if self._last_bin is None else b - self._last_bin
+        if shift < 0 or shift >= self.COLUMNS:  # the stream restarted (a loop) or jumped: start afresh
+            self.data[:] = 0.0
+        elif shift > 0:
+            self.data[:, :-shift] = self.data[:, shift:]
+            self.data[:, -shift:] = 0.0
+            if self._last_bin is not None and shift > 1:  # a frame spans several bins: fill them
+                self.data[:, -shift:] = col[:, None]
+        self._last_bin = b
         self.data[:, -1] = col
         self.image.setImage(self.data, levels=(0.0, 1.0), autoLevels=False)
         self.image.setRect(self._rect)  # the rect maps pixels to (time, azimuth) once data exist
         pts = self._track_points
-        pts.extend((frame.t, tr.azimuth, _brush(track_colour(tr.id))) for tr in frame.tracks)
-        while pts and frame.t - pts[0][0] > self.seconds:
+        while pts and (frame.t - pts[0][0] > self.seconds or pts[0][0] > frame.t):
             pts.popleft()
+        pts.extend((frame.t, tr.azimuth, _brush(track_colour(tr.id))) for tr in frame.tracks)
         if pts:
-            t, a, b = zip(*pts, strict=True)
-            self.tracks.setData(np.array(t) - frame.t, a, brush=list(b))
+            t, a, b_ = zip(*pts, strict=True)
+            self.tracks.setData(np.array(t) - frame.t, a, brush=list(b_))
         else:
             self.tracks.setData([], [])
 
@@ -277,7 +355,7 @@ class RoomMap(pg.PlotWidget):
                             brush=[_brush(track_colour(t.id)) for t in frame.tracks],
                             data=[t.id for t in frame.tracks])
         while len(self._labels) < len(frame.tracks):
-            item = pg.TextItem(anchor=(0.5, 1.4))
+            item = pg.TextItem(anchor=(0, 0), fill=pg.mkBrush(32, 33, 36, 210))  # readable on the map
             self.addItem(item)
             self._labels.append(item)
         for i, item in enumerate(self._labels):
@@ -285,7 +363,8 @@ class RoomMap(pg.PlotWidget):
                 t = frame.tracks[i]
                 item.setText(f"#{t.id} ({t.x:.1f}, {t.y:.1f}, {t.z:.1f}) m")
                 item.setColor(track_colour(t.id))
-                item.setPos(t.x, t.y)
                 item.show()
             else:
                 item.hide()
+        _layout_labels(self, self._labels[:len(frame.tracks)], [t.x for t in frame.tracks],
+                       [t.y for t in frame.tracks])

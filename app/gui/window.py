@@ -14,6 +14,32 @@ from PySide6 import QtCore, QtWidgets
 from doascope.app.gui.tabs import discover_tabs
 
 
+def guard_singletons() -> None:
+    """Work around PySide6 6.12 on CPython < 3.12: many of its calls that return nothing (setPos,
+    setDefaultTextColor, repaint, ...) drop a reference to None, True or False that they never
+    took. A window that draws at 30 Hz runs None's count down to zero within a minute and the
+    interpreter aborts ("none_dealloc"). Those three objects live as long as the interpreter, so
+    raising their counts once by 2**40 keeps them alive for years of drawing and costs nothing.
+    (CPython 3.12+ makes them immortal and ignores their counts.)"""
+    if sys.version_info >= (3, 12) or getattr(guard_singletons, "done", False):
+        return
+    import ctypes
+
+    for obj in (None, True, False):
+        ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
+    guard_singletons.done = True
+
+
+def tab_index(titles: list[str], wanted: str) -> int:
+    """Index of the tab whose title starts with ``wanted`` (any case), or one clear error."""
+    match = [i for i, t in enumerate(titles) if t.lower().startswith(wanted.lower())]
+    if not match:
+        from doascope import ParameterError
+
+        raise ParameterError(f"no tab {wanted!r} here; the tabs are {', '.join(titles)}")
+    return match[0]
+
+
 class Context:
     """What tabs get from the window: the command-line arguments and the status bar."""
 
@@ -28,6 +54,7 @@ class Context:
 
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, args=None):
+        guard_singletons()
         super().__init__()
         self.setWindowTitle("doascope")
         self.resize(1400, 860)
@@ -42,6 +69,11 @@ class MainWindow(QtWidgets.QMainWindow):
             tab = cls(self.context)
             self.tabs.append(tab)
             self.tabs_widget.addTab(tab.widget, cls.title)
+        self.tabs_widget.currentChanged.connect(self._activate)
+        wanted = getattr(args, "tab", None)
+        if wanted:
+            self.tabs_widget.setCurrentIndex(tab_index([t.title for t in self.tabs], wanted))
+        self._activate(self.tabs_widget.currentIndex())
         # Everything built so far (Qt, numpy, scipy, pyqtgraph objects) lives as long as the window:
         # move it out of the collector's reach, or each full collection stalls the event loop for
         # 50-100 ms walking objects that are never garbage.
@@ -55,6 +87,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._tick.setInterval(10)
         self._tick.timeout.connect(self._on_tick)
         self._tick.start()
+
+    def _activate(self, index: int) -> None:
+        if 0 <= index < len(self.tabs):
+            self.tabs[index].activate()
 
     def tab(self, title: str):
         return next(t for t in self.tabs if t.title == title)
@@ -84,6 +120,8 @@ def run_gui(args) -> int:
 
     from doascope.app.gui.widgets import set_dark_palette
 
+    if getattr(args, "tab", None):  # a wrong name ends here, before any window exists
+        tab_index([c.title for c in discover_tabs() if not c.unavailable()], args.tab)
     QtCore.qInstallMessageHandler(_qt_messages)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("doascope")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from types import SimpleNamespace
@@ -10,11 +11,19 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from doascope import DoascopeError
+from doascope.app.gui.jobs import Job
 from doascope.app.gui.tabs import Tab
 from doascope.app.gui.widgets import AzElMap, LevelMeters, PolarPlot, RoomMap, Waterfall
 from doascope.app.simulation import PRESETS
 
 INPUTS = ("Simulated room", "File", "Device")
+HISTORY_SECONDS = (10, 30, 60, 120, 300)
+DEFAULT_HISTORY = 30
+
+
+def _default(cls, name: str) -> float:
+    """A tracker's own default for a setting (the tracker owns it; the GUI only shows it)."""
+    return float(inspect.signature(cls.__init__).parameters[name].default)
 
 
 class LocalizationTab(Tab):
@@ -24,6 +33,7 @@ class LocalizationTab(Tab):
     def __init__(self, context):
         super().__init__(context)
         self.engine = None
+        self.sim_job: Job | None = None  # renders a simulated room before the engine can start
         self.writer = None
         self.recorder = None
         self.last_seq = -1
@@ -97,9 +107,10 @@ class LocalizationTab(Tab):
         self.smoothing.setValue(0.5)
         form.addRow("Smoothing", self.smoothing)
         self.gate = W.QDoubleSpinBox()
-        self.gate.setRange(2.0, 90.0)
-        self.gate.setValue(20.0)
-        self.gate.setSuffix(" °")
+        self.gate.setToolTip("how far a detection may be from a track's prediction and still update it")
+        self.gate_mode = None
+        self._gate_values: dict[str, float] = {}
+        self._set_gate_units("doa")
         form.addRow("Track gate", self.gate)
         self.death = W.QDoubleSpinBox()
         self.death.setRange(0.1, 30.0)
@@ -112,10 +123,25 @@ class LocalizationTab(Tab):
         rec_row.addWidget(self.record)
         form.addRow("Record", rec_row)
         form.addRow("", self.record_dir)
+        self.history = W.QComboBox()
+        for sec in HISTORY_SECONDS:
+            self.history.addItem(f"{sec} s" if sec < 60 else f"{sec // 60} min", sec)
+        self.history.setCurrentIndex(HISTORY_SECONDS.index(DEFAULT_HISTORY))
+        self.history.setToolTip("how much of the past the azimuth-over-time plot shows")
+        form.addRow("History", self.history)
         self.start_button = W.QPushButton("Start")
         self.start_button.setCheckable(True)
         self.start_button.clicked.connect(self._toggle)
         form.addRow(self.start_button)
+        self.busy = W.QProgressBar()
+        self.busy.setRange(0, 0)  # busy indicator while a room is simulated
+        self.busy.setTextVisible(False)
+        self.busy.setMaximumHeight(10)
+        self.busy.hide()
+        self.notice = W.QLabel("")
+        self.notice.setWordWrap(True)
+        form.addRow(self.busy)
+        form.addRow(self.notice)
         self.message = W.QLabel("")
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #ff6b6b")
@@ -126,7 +152,7 @@ class LocalizationTab(Tab):
         self.main_view = W.QStackedWidget()  # the polar plot, or the room map for distributed mics
         self.main_view.addWidget(self.polar)
         self.main_view.addWidget(self.room_map)
-        self.waterfall = Waterfall()
+        self.waterfall = Waterfall(seconds=DEFAULT_HISTORY)
         self.azel = AzElMap()
         self.levels = LevelMeters()
         self.track_table = W.QTableWidget(0, 5)
@@ -168,7 +194,9 @@ class LocalizationTab(Tab):
         self.smoothing.valueChanged.connect(lambda a: self._configure(smoothing=a))
         self.fmin.valueChanged.connect(lambda _: self._configure(band=(self.fmin.value(), self.fmax.value())))
         self.fmax.valueChanged.connect(lambda _: self._configure(band=(self.fmin.value(), self.fmax.value())))
-        self.gate.valueChanged.connect(lambda _: self._configure(tracker=self._tracker_params()))
+        self.gate.valueChanged.connect(self._gate_changed)
+        self.history.currentIndexChanged.connect(lambda _: self.waterfall.set_history(self.history.currentData()))
+        self.profile.currentIndexChanged.connect(lambda _: self._profile_changed())
         self.death.valueChanged.connect(lambda _: self._configure(tracker=self._tracker_params()))
 
     def _apply_initial(self, args) -> None:
@@ -231,14 +259,52 @@ class LocalizationTab(Tab):
             self.input_kind.setCurrentIndex(1)
             self._restart_if_running()
 
+    def _set_gate_units(self, mode: str) -> None:
+        """The gate in the units of the mode: degrees between directions, metres between positions."""
+        from doascope.dsp.tracker import PositionTracker, Tracker
+
+        if mode == self.gate_mode:
+            return
+        if self.gate_mode is not None:
+            self._gate_values[self.gate_mode] = self.gate.value()
+        self.gate_mode = mode
+        self.gate.blockSignals(True)
+        if mode == "position":
+            self.gate.setDecimals(2)
+            self.gate.setRange(0.05, 5.0)
+            self.gate.setSingleStep(0.05)
+            self.gate.setSuffix(" m")
+            self.gate.setValue(self._gate_values.get(mode, _default(PositionTracker, "gate_m")))
+        else:
+            self.gate.setDecimals(1)
+            self.gate.setRange(2.0, 90.0)
+            self.gate.setSingleStep(1.0)
+            self.gate.setSuffix(" °")
+            self.gate.setValue(self._gate_values.get(mode, _default(Tracker, "gate_deg")))
+        self.gate.blockSignals(False)
+
+    def _profile_changed(self) -> None:
+        from doascope.hardware_profiles import load_profile
+
+        try:
+            room = load_profile(self.profile.currentData()).room is not None
+        except DoascopeError:
+            return  # said when starting
+        self._set_gate_units("position" if room else "doa")
+
+    def _gate_changed(self, _value) -> None:
+        self._configure(tracker=self._tracker_params())
+
     def _tracker_params(self) -> dict:
-        return {"gate_deg": self.gate.value(), "death_time": self.death.value()}
+        gate = {"gate_m": self.gate.value()} if self.gate_mode == "position" else {"gate_deg": self.gate.value()}
+        return {**gate, "death_time": self.death.value()}
 
     def _config(self, profile):
         from doascope.app.engine import AnalysisConfig
 
         if profile.room is not None:  # distributed microphones: positions in the room, own defaults
-            return AnalysisConfig(method=self.method.currentText(), n_sources=self.sources.value(), mode="position")
+            return AnalysisConfig(method=self.method.currentText(), n_sources=self.sources.value(), mode="position",
+                                  tracker=self._tracker_params())
         return AnalysisConfig(method=self.method.currentText(), n_sources=self.sources.value(),
                               band=(float(self.fmin.value()), float(self.fmax.value())),
                               smoothing=self.smoothing.value(), tracker=self._tracker_params())
@@ -256,8 +322,8 @@ class LocalizationTab(Tab):
         self.start() if checked else self.stop()
 
     def start(self) -> None:
-        from doascope.app.engine import Engine
-        from doascope.app.outputs import FrameWriter, RawRecorder
+        """Start the engine on the chosen input. A simulated room is rendered first in the
+        background (seconds), with a "simulating room" notice; files and devices start at once."""
         from doascope.app.run import make_source
         from doascope.hardware_profiles import load_profile
 
@@ -268,31 +334,75 @@ class LocalizationTab(Tab):
             if self.input_kind.currentText() == INPUTS[1] and not args.file:
                 raise DoascopeError("choose a recording first (Open…)")
             profile = load_profile(self.profile.currentData())
-            source = make_source(args, profile)
-            self.engine = Engine(source, profile, self._config(profile))
-            if profile.room is not None:
-                self.room_map.set_room(profile.room, profile.positions)
-            for w in (self.gate, self.death, self.fmin, self.fmax, self.smoothing):  # directions only
-                w.setEnabled(profile.room is None)
-            if self.record.isChecked():
-                folder = self.record_dir.text()
-                os.makedirs(folder, exist_ok=True)
-                stamp = time.strftime("%Y%m%d-%H%M%S")
-                self.writer = FrameWriter(os.path.join(folder, f"frames-{stamp}.jsonl"))
-                self.engine.subscribe(self.writer.put)
-            self.engine.start()
-            if self.record.isChecked():
-                ext = "flac" if self.engine.ring.channels <= 8 else "wav"
-                self.recorder = RawRecorder(os.path.join(folder, f"raw-{stamp}.{ext}"), self.engine.ring,
-                                            self.engine.fs)
+            self._set_gate_units("position" if profile.room is not None else "doa")
+            if args.sim:
+                self._simulate(args, profile)
+                return
+            self._start_engine(make_source(args, profile), profile)
         except (DoascopeError, OSError) as exc:
             self.stop()
             self.show_error(str(exc))
-        self.start_button.setChecked(self.engine is not None)
-        self.start_button.setText("Stop" if self.engine is not None else "Start")
+
+    def _simulate(self, args, profile) -> None:
+        from doascope.app.run import make_source
+
+        text = f"simulating room '{args.sim}' for {profile.id} (image-source method; a few seconds)…"
+        self.notice.setText(text)
+        self.busy.show()
+        self.context.status(text)
+        self.start_button.setChecked(True)
+        self.start_button.setText("Stop")
+
+        def finished(error: str | None) -> None:
+            job, self.sim_job = self.sim_job, None
+            self.busy.hide()
+            self.notice.setText("")
+            if error or job is None:
+                self.stop()
+                self.show_error(error)
+                return
+            try:
+                self._start_engine(job.handle.result, profile)
+            except (DoascopeError, OSError) as exc:
+                self.stop()
+                self.show_error(str(exc))
+
+        def work(h):
+            h.result = make_source(args, profile)
+
+        self.sim_job = Job(work, on_update=lambda _: None, on_finished=finished, what="simulating the room",
+                           interval_ms=50, parent=self.widget).start()
+
+    def _start_engine(self, source, profile) -> None:
+        from doascope.app.engine import Engine
+        from doascope.app.outputs import FrameWriter, RawRecorder
+
+        self.engine = Engine(source, profile, self._config(profile))
+        if profile.room is not None:
+            self.room_map.set_room(profile.room, profile.positions)
+        for w in (self.fmin, self.fmax, self.smoothing):  # directions only
+            w.setEnabled(profile.room is None)
+        if self.record.isChecked():
+            folder = self.record_dir.text()
+            os.makedirs(folder, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self.writer = FrameWriter(os.path.join(folder, f"frames-{stamp}.jsonl"))
+            self.engine.subscribe(self.writer.put)
+        self.engine.start()
+        if self.record.isChecked():
+            ext = "flac" if self.engine.ring.channels <= 8 else "wav"
+            self.recorder = RawRecorder(os.path.join(folder, f"raw-{stamp}.{ext}"), self.engine.ring,
+                                        self.engine.fs)
+        self.start_button.setChecked(True)
+        self.start_button.setText("Stop")
         self.last_seq = -1
 
     def stop(self) -> None:
+        job, self.sim_job = self.sim_job, None
+        if job is not None:
+            job.stop(timeout=0)  # the rendering cannot be interrupted: let it finish unseen
+            self.busy.hide()
+            self.notice.setText("")
         engine, self.engine = self.engine, None
         if engine is not None:
             engine.stop()
@@ -306,7 +416,7 @@ class LocalizationTab(Tab):
         self.start_button.setText("Start")
 
     def _restart_if_running(self, *_) -> None:
-        if self.engine is not None:
+        if self.engine is not None or self.sim_job is not None:
             self.start()
 
     def _configure(self, **changes) -> None:
