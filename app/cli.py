@@ -67,9 +67,6 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="temporal integration across blocks, 0 (none) to <1; delays estimates by A/(1-A) "
                         "blocks on average (default 0.5)")
     p.add_argument("--min-separation", type=float, default=20.0, metavar="DEG", help="minimum angle between reported sources")
-    p.add_argument("--track-timeout", type=_track_timeout, default=None, metavar="S",
-                   help="seconds a silent talker keeps its track id (hidden after 0.5 s; default 8): a talker who "
-                        "speaks again within the gate gets the same id")
     p.add_argument("--weights", default=None, help="network weights for --method dnn")
     p.add_argument("--mode", choices=["doa", "position"], default="doa",
                    help="doa: directions (default); position: x, y, z in the room for profiles with a 'room'")
@@ -87,6 +84,9 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop", action="store_true", help="replay the file (or scene) forever")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed for --file/--sim (default real time)")
     p.add_argument("--fast", action="store_true", help="replay as fast as the analysis goes")
+    p.add_argument("--track-timeout", type=_track_timeout, default=None, metavar="S",
+                   help="seconds a silent talker keeps its track id (hidden after 0.5 s; default 8): a talker who "
+                        "speaks again within the gate gets the same id")
 
 
 def build_parser() -> argparse.ArgumentParser:

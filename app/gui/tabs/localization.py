@@ -112,10 +112,13 @@ class LocalizationTab(Tab):
         self._gate_values: dict[str, float] = {}
         self._set_gate_units("doa")
         form.addRow("Track gate", self.gate)
+        from doascope.dsp.tracker import TRACK_TIMEOUT
+
         self.death = W.QDoubleSpinBox()
-        self.death.setRange(0.1, 30.0)
-        self.death.setValue(1.5)
+        self.death.setRange(0.1, 60.0)
+        self.death.setValue(TRACK_TIMEOUT)
         self.death.setSuffix(" s")
+        self.death.setToolTip("how long a silent talker keeps its track id (hidden after a short pause)")
         form.addRow("Track timeout", self.death)
         self.record = W.QCheckBox("raw audio + frames to folder")
         rec_row = W.QHBoxLayout()
