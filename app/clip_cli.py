@@ -8,11 +8,13 @@ import json
 import os
 import sys
 import time
+from dataclasses import MISSING, fields
 
 from doascope import DoascopeError, ParameterError
 from doascope.models.clip_config import ClipConfig, TrainConfig
 
-DEFAULTS = TrainConfig()
+# The training defaults, read without building a model configuration (that needs numpy).
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 TORCH_HINT = "the CLIP demo needs PyTorch: pip install 'doascope[dnn]'"
 
@@ -23,11 +25,11 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="clip_command", metavar="SUBCOMMAND")
     t = sub.add_parser("train", help="train on procedural captioned shapes; write the model, figures, results.json")
     t.add_argument("--out", required=True, metavar="DIR", help="folder for model.pt, the PNGs and results.json")
-    t.add_argument("--steps", type=int, default=DEFAULTS.steps,
-                   help=f"optimisation steps (default {DEFAULTS.steps}: a few minutes on two idle cores)")
+    t.add_argument("--steps", type=int, default=DEFAULTS["steps"],
+                   help=f"optimisation steps (default {DEFAULTS['steps']}: a few minutes on two idle cores)")
     t.add_argument("--seed", type=int, default=0, help="random seed for data and weights (default 0)")
-    t.add_argument("--batch", type=int, default=DEFAULTS.batch_size,
-                   help=f"image-caption pairs per step (default {DEFAULTS.batch_size})")
+    t.add_argument("--batch", type=int, default=DEFAULTS["batch_size"],
+                   help=f"image-caption pairs per step (default {DEFAULTS['batch_size']})")
     t.add_argument("--small", action="store_true", help="a smaller, faster model (weaker; for smoke runs)")
     t.add_argument("--eval-every", type=int, default=500, metavar="N",
                    help="score the held-out split every N steps for the curves (default 500; 0: only at the end)")
@@ -65,7 +67,7 @@ def train(args) -> int:
         raise DoascopeError(f"cannot create {args.out}: {exc.strerror or exc}") from None
     torch.set_num_threads(max(1, args.threads))
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch, seed=args.seed,
-                      model=ClipConfig.small() if args.small else DEFAULTS.model)
+                      model=ClipConfig.small() if args.small else ClipConfig())
     trainer = clip.ClipTrainer(cfg)
     start, cpu0 = time.perf_counter(), time.process_time()
     while trainer.step_count < args.steps:

@@ -152,8 +152,9 @@ class SrpPhat(Estimator):
         ``"votes"`` (default), the frame-vote map's peaks that pass the presence test, most votes
         first, then any spectrum peak of at least STEADY_RELATIVE of the strongest one's power that
         no vote peak explains (a steady source, such as a fan, holds every frame alike and wins few
-        votes against a talker); ``"removal"``, the spectrum's peaks found one at a time, each one's delay removed from
-        the cross-spectra before the next is looked for; ``"peaks"``, the spectrum's own peaks."""
+        votes against a talker); ``"removal"``, the spectrum's peaks found one at a time, each one's
+        delay removed from the cross-spectra before the next is looked for; ``"peaks"``, the
+        spectrum's own peaks."""
         if extraction not in EXTRACTIONS:
             raise ParameterError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
         if n_sources <= 1 or extraction == "peaks" or (extraction == "votes" and votes is None):

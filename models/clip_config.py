@@ -6,7 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from doascope.models import clip_data as data
+
+
+def _data():
+    from doascope.models import clip_data
+
+    return clip_data
 
 # The model that ships, made by the command in the README ("Teaching tabs"); the CLIP tab opens on it.
 SHIPPED_MODEL = Path(__file__).resolve().parent / "weights" / "clip_shapes.pt"
@@ -23,9 +28,11 @@ class ClipConfig:
     text_width: int = 48        # d_t
     text_layers: int = 1
     text_heads: int = 2
-    context_length: int = data.CONTEXT_LENGTH
-    vocab_size: int = len(data.VOCAB)
-    image_size: int = data.IMAGE_SIZE
+    # Fixed by the data (clip_data, which needs numpy): read when a model is configured, not when
+    # the command line is built.
+    context_length: int = field(default_factory=lambda: _data().CONTEXT_LENGTH)
+    vocab_size: int = field(default_factory=lambda: len(_data().VOCAB))
+    image_size: int = field(default_factory=lambda: _data().IMAGE_SIZE)
 
     @classmethod
     def small(cls) -> ClipConfig:

@@ -190,17 +190,19 @@ def test_two_talkers_tracked_with_stable_ids(prof):
     assert all(f.overruns == 0 for f in frames) and engine.overruns == 0
     assert frames[-1].t > duration - 0.2
 
-    # The last 5 s: the same two confirmed ids all along, one on each talker.
+    # The last 5 s: the same two confirmed ids all along, one on each talker (a talker's track is
+    # hidden during a pause longer than hold_time, and comes back under its id).
     late = [f for f in frames if f.t >= duration - 5.0]
-    id_sets = {tuple(tr.id for tr in f.tracks) for f in late}
-    assert len(id_sets) == 1 and len(next(iter(id_sets))) == 2, id_sets
+    ids = {tr.id for f in late for tr in f.tracks}
+    assert len(ids) == 2 and max(len(f.tracks) for f in late) == 2, ids
+    assert sum(len(f.tracks) == 2 for f in late) > 0.8 * len(late)
     truth = src.truth.azimuths(duration - 2.5)
     tracks = {k: _circular_mean(v) for k, v in _track_azimuths(late, 0.0).items()}
     errs = azimuth_errors(sorted(tracks.values()), sorted(truth))
     assert np.all(errs < 10), (tracks, truth)
     # ... and no late frame strays far (observed: mean 6 and 3 degrees, worst 12.6 and 5.8).
     for f in late:
-        assert np.all(azimuth_errors([tr.azimuth for tr in f.tracks], truth) < 20), (f.t, f.tracks, truth)
+        assert all(min(azimuth_errors([tr.azimuth], [a])[0] for a in truth) < 20 for tr in f.tracks), (f.t, f.tracks)
 
 
 def test_talker_and_fan_with_srp_phat_finds_the_talker(prof):
