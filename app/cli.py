@@ -64,9 +64,20 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fast", action="store_true", help="replay as fast as the analysis goes")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a mistake reported in one line (the option and what is wrong), not the usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="doascope", description="Sound source localization with microphone arrays.")
+    parser = Parser(prog="doascope", description="Sound source localization with microphone arrays.")
     parser.add_argument("--version", action="version", version=f"doascope {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="say more: -v what is going on, -vv also debug details and tracebacks")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
+                        help="log level (default warning; overrides -v)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("profiles", help="list the shipped microphone-array profiles")
@@ -156,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from doascope.app.logs import setup_logging
+
+    setup_logging(args.verbose, args.log_level)
     try:
         if args.command == "profiles":
             from doascope.app.commands import cmd_profiles as run

@@ -359,6 +359,7 @@ def cmd_serve(args) -> int:
     from doascope.app.commands import analysis_config
     from doascope.app.engine import Engine
     from doascope.app.run import make_source
+    from doascope.app.validate import check_analysis_options, check_input_options, check_ports_free
     from doascope.hardware_profiles import load_profile
 
     if not is_loopback(args.host) and not args.allow_remote:
@@ -368,6 +369,9 @@ def cmd_serve(args) -> int:
         raise ParameterError("--allow-remote needs --token TOKEN (clients send it as ?token=... or a first line)")
     odas = parse_hostport(args.odas) if args.odas else None
     profile = load_profile(args.profile)
+    check_analysis_options(args, profile)
+    check_input_options(args)
+    check_ports_free(args.host, [("--port", args.port), ("--tcp-port", args.tcp_port)])
     source = make_source(args, profile)
     engine = Engine(source, profile, analysis_config(args))
     service = Service(engine, profile, token=args.token, origins=args.allow_origin or ())
