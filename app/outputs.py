@@ -101,12 +101,14 @@ class FrameWriter(_Output):
     def _run(self) -> None:
         fd = self._fh.fileno()
         regular = os.path.isfile(self.path)
+        last_seq = None
         while True:
             frame = self._q.get()
             if frame is None:
                 break
-            if self.error is not None:
-                continue
+            if self.error is not None or frame.seq == last_seq:
+                continue  # a status update re-published with the last frame is no new record
+            last_seq = frame.seq
             try:
                 # One write of a whole line, then flush: a crash cuts between lines, never inside one.
                 self._fh.write(json.dumps(frame.record()) + "\n")
