@@ -98,11 +98,19 @@ class ArraySource(AudioSource):
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
 
+    # The pacing clock; tests replace these two to check the pacing without depending on the machine.
+    def _now(self) -> float:
+        return time.monotonic()
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds``; True if stopped meanwhile."""
+        return self._stop.wait(seconds)
+
     def _run(self, ring: RingBuffer) -> None:
         n = self.audio.shape[0]
         pos = 0
         sent = 0
-        t0 = time.monotonic()
+        t0 = self._now()
         while not self._stop.is_set():
             if pos >= n:
                 if not self.loop:
@@ -112,8 +120,8 @@ class ArraySource(AudioSource):
             if self.speed > 0:
                 # Pace against the clock, not by sleeping a fixed period, so timing errors never add up.
                 due = t0 + (sent + m) / (self.fs * self.speed)
-                delay = due - time.monotonic()
-                if delay > 0 and self._stop.wait(delay):
+                delay = due - self._now()
+                if delay > 0 and self._pause(delay):
                     break
             else:
                 # As fast as possible, but stay within half a ring of the slowest reader (the engine

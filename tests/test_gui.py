@@ -125,7 +125,11 @@ def test_real_window_under_xvfb_is_not_blank(tmp_path):
     xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1400x900x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1.0)
+        socket_path = f"/tmp/.X11-unix/X{display[1:]}"
+        deadline = time.monotonic() + 60
+        while not os.path.exists(socket_path) and xvfb.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # Xvfb is ready once its socket exists
+        assert os.path.exists(socket_path), f"Xvfb did not start on {display}"
         env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb")
         shot = tmp_path / "window.png"
         run = subprocess.run([sys.executable, "-m", "doascope.app.cli", "gui", "--sim", "two-talkers", "--method",
