@@ -150,6 +150,7 @@ def sim_source(scene: str, profile: Profile, *, speed: float = 1.0, loop: bool =
     """A simulated scene (see app.simulation.PRESETS) rendered for the profile's geometry."""
     from doascope.app.simulation import render_preset
 
+    log.info("simulating the scene %r for %s", scene, profile.id)
     rendered = render_preset(scene, profile.positions, profile.sample_rate, seed=seed, room=profile.room)
     src = ArraySource(rendered.audio, profile.sample_rate, range(profile.n_mics), speed=speed, loop=loop,
                       description=f"simulated scene '{scene}'")

@@ -627,7 +627,7 @@ class Served:
         self.stderr_path = tmp / "serve.stderr"
         self._err = open(self.stderr_path, "w")  # noqa: SIM115 - open while the server runs
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "doascope.app.cli", "serve", "--profile", PROFILE, "--sim", "two-talkers",
+            [sys.executable, "-m", "doascope.app.cli", "serve", "--profile", PROFILE, "--sim", "two-talkers", "--loop",
              "--port", str(self.port), "--tcp-port", str(self.tcp_port), "--odas", f"{HOST}:{self.odas}"],
             stdout=subprocess.DEVNULL, stderr=self._err)
         deadline = time.monotonic() + 45
