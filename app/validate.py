@@ -67,12 +67,12 @@ def check_writable(path: str | None, option: str) -> None:
         return
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise ParameterError(f"{option} {path} is a folder; give a file name")
+        raise ParameterError(f"cannot write {option} {path}: it is a folder; give a file name")
     if not os.path.isdir(folder):
-        raise ParameterError(f"{option} {path}: there is no folder {folder}")
+        raise ParameterError(f"cannot write {option} {path}: there is no folder {folder}")
     target = path if os.path.exists(path) else folder
     if not os.access(target, os.W_OK):
-        raise ParameterError(f"{option} {path}: permission denied")
+        raise ParameterError(f"cannot write {option} {path}: permission denied")
 
 
 def check_run_options(args, profile=None) -> None:

@@ -78,28 +78,13 @@ def _qt_messages(mode, context, message) -> None:
         print(message, file=sys.stderr)
 
 
-def has_display() -> bool:
-    """Whether Qt can open a window here (it aborts the process when it cannot)."""
-    platform = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0]
-    if platform and platform not in ("xcb", "wayland"):
-        return True  # offscreen, vnc, eglfs...: no display server needed
-    if os.environ.get("WAYLAND_DISPLAY") and platform != "xcb":
-        return True
-    display = os.environ.get("DISPLAY", "")
-    if not display:
-        return False
-    if display.startswith(":"):  # a local X server listens on a socket named after its number
-        number = display[1:].split(".")[0]
-        return os.path.exists(f"/tmp/.X11-unix/X{number}")
-    return True
-
-
 def check_gui_options(args) -> None:
     """What `doascope gui` refuses before opening a window: the same device `run` refuses, and no
     display to open it on."""
     from doascope import ParameterError
+    from doascope.app.gui import can_open_window
 
-    if not has_display():
+    if not can_open_window():
         raise ParameterError("no display to open the GUI on: set DISPLAY, run it under `xvfb-run doascope gui ...`, "
                              "or use `doascope run` for the terminal view")
     if getattr(args, "device", None) is not None:
