@@ -461,8 +461,9 @@ def cmd_bench(args) -> int:
     parts = {"live": lambda: live(args.quick, out),
              "serve": lambda: serve_bench(args.quick, out),
              "dnn": lambda: dnn_bench(args.quick, out, args.scenes),
-             "position": lambda: position_bench(args.quick, out, n_scenes=args.scenes)}
-    chosen = [name for name in parts if getattr(args, name, False)]
+             "position": lambda: position_bench(args.quick, out, n_scenes=args.scenes),
+             "soak": lambda: _soak(args.soak, out)}
+    chosen = [name for name in parts if getattr(args, name, None) is not None and getattr(args, name) is not False]
     for name in chosen:
         parts[name]()
     if not chosen:
@@ -475,6 +476,12 @@ def cmd_bench(args) -> int:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)
     return 0
+
+
+def _soak(minutes, out: dict) -> None:
+    from doascope.app.soak import soak_bench  # its own module: the whole service, for MINUTES
+
+    soak_bench(minutes, out)
 
 
 DNN_PROFILES = ("respeaker_usb_v2", "minidsp_uma8")

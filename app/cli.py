@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the network service: frames delivered and CPU with 0, 10 and 100 WebSocket clients")
     p.add_argument("--position", action="store_true", help="position mode: error and cost of each room search")
     p.add_argument("--dnn", action="store_true", help="the DNN estimator against the classical methods")
+    p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
+                   help="the service for MINUTES, replaying at 10x with clients: memory, overruns, frame loss")
     p.add_argument("--speed-only", action="store_true", help="skip the accuracy part")
     p.add_argument("--accuracy-only", action="store_true", help="skip the speed part")
     p.add_argument("--scenes", type=int, default=None, help="scenes per source count in the accuracy part")

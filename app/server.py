@@ -376,11 +376,13 @@ def cmd_serve(args) -> int:
     engine = Engine(source, profile, analysis_config(args))
     service = Service(engine, profile, token=args.token, origins=args.allow_origin or ())
 
+    signals: list[int] = []
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, lambda sig=sig: (signals.append(sig), stop.set()))
         await service.run(host=args.host, port=args.port, tcp_port=args.tcp_port, odas=odas, stop=stop)
 
     asyncio.run(main())
@@ -388,4 +390,5 @@ def cmd_serve(args) -> int:
         print(f"doascope: error: {engine.error}", file=sys.stderr)
         return 2
     print(f"doascope: stopped after {service.frames} frames", file=sys.stderr)
-    return 0
+    # Ctrl-C: the shell's 130; SIGTERM (a service manager stopping us): a normal end.
+    return 130 if signals and signals[0] == signal.SIGINT else 0

@@ -300,3 +300,20 @@ def test_log_level_options_are_accepted(tmp_path):
     assert quiet.stdout == loud.stdout
     bad = _cli("--log-level", "loud", "locate", str(wav), "--profile", PROFILE)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--log-level" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Soak
+
+
+def test_a_short_soak_reports_memory_overruns_and_frame_loss():
+    pytest.importorskip("websockets")
+    from doascope.app.soak import soak_bench
+
+    out: dict = {}
+    res = soak_bench(0.05, out, ws_clients=2, tcp_clients=1, quiet=True)  # 3 s at 10x: 30 s of audio
+    assert out["soak"] is res
+    assert res["frames"] > 0 and res["frames_received_min"] > 0
+    assert res["rss_mb_end"] > 0 and res["overruns"] >= 0 and res["frames_lost_by_keepers"] >= 0
+    bad = _cli("bench", "--soak", "-1", timeout=60)
+    assert bad.returncode == 2 and "--soak" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
