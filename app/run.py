@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -125,6 +126,10 @@ def cmd_run(args) -> int:
     cfg = analysis_config(args)
     source = make_source(args, profile)
     engine = Engine(source, profile, cfg)
+    if args.duration and hasattr(source, "stop_after"):
+        # A file or scene ends after exactly --duration seconds of audio (and the window that
+        # analyses its last moment), however far ahead of the clock a fast replay runs.
+        source.stop_after = math.ceil(args.duration * source.fs) + engine.window
     writer = FrameWriter(args.output) if args.output else None
     if writer:
         engine.subscribe(writer.put)

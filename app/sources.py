@@ -79,6 +79,7 @@ class ArraySource(AudioSource):
         self.loop = bool(loop)
         self.chunk = int(chunk or max(1, self.fs // 100))  # 10 ms, like a sound card's period
         self.description = description
+        self.stop_after: int | None = None  # samples to deliver in all (run --duration), then finish
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -116,7 +117,9 @@ class ArraySource(AudioSource):
                 if not self.loop:
                     break
                 pos = 0
-            m = min(self.chunk, n - pos)
+            if self.stop_after is not None and sent >= self.stop_after:
+                break
+            m = min(self.chunk, n - pos, self.stop_after - sent if self.stop_after is not None else n)
             if self.speed > 0:
                 # Pace against the clock, not by sleeping a fixed period, so timing errors never add up.
                 due = t0 + (sent + m) / (self.fs * self.speed)
