@@ -506,8 +506,9 @@ def cmd_bench(args) -> int:
              "dnn": lambda: dnn_bench(args.quick, out, args.scenes),
              "position": lambda: position_bench(args.quick, out, n_scenes=args.scenes),
              "tracking": lambda: tracking_bench(args.quick, out, args.scenes),
-             "batch": lambda: batch_bench(args.quick, out)}
-    chosen = [name for name in parts if getattr(args, name, False)]
+             "batch": lambda: batch_bench(args.quick, out),
+             "soak": lambda: _soak(args.soak, out)}
+    chosen = [name for name in parts if getattr(args, name, None) is not None and getattr(args, name) is not False]
     for name in chosen:
         parts[name]()
     if not chosen:
@@ -520,6 +521,12 @@ def cmd_bench(args) -> int:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)
     return 0
+
+
+def _soak(minutes, out: dict) -> None:
+    from doascope.app.soak import soak_bench  # its own module: the whole service, for MINUTES
+
+    soak_bench(minutes, out)
 
 
 DNN_PROFILES = ("respeaker_usb_v2", "minidsp_uma8")

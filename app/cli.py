@@ -89,11 +89,22 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
                         "speaks again within the gate gets the same id")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a mistake reported in one line (the option and what is wrong), not the usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from doascope.app.mqtt import add_options as mqtt_options
 
-    parser = argparse.ArgumentParser(prog="doascope", description="Sound source localization with microphone arrays.")
+    parser = Parser(prog="doascope", description="Sound source localization with microphone arrays.")
     parser.add_argument("--version", action="version", version=f"doascope {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="say more: -v what is going on, -vv also debug details and tracebacks")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
+                        help="log level (default warning; overrides -v)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("profiles", help="list the shipped microphone-array profiles")
@@ -173,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tracks on crossing, turn-taking, walking and talker-and-fan scenes (coverage, ghosts, id "
                         "switches), held-out blocks, the bias between two talkers, and real measured rooms")
     p.add_argument("--batch", action="store_true", help="`batch` throughput: 1 and 2 local workers, and Ray's overhead")
+    p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
+                   help="the service for MINUTES, replaying at 10x with clients: memory, overruns, frame loss")
     p.add_argument("--speed-only", action="store_true", help="skip the accuracy part")
     p.add_argument("--accuracy-only", action="store_true", help="skip the speed part")
     p.add_argument("--scenes", type=int, default=None, help="scenes per source count in the accuracy part")
@@ -201,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from doascope.app.logs import setup_logging
+
+    setup_logging(args.verbose, args.log_level)
     try:
         require_extras(args)
         if args.command == "profiles":

@@ -120,7 +120,12 @@ def block_record(t: float, found) -> dict:
 def cmd_locate(args) -> int:
     from doascope.app.audio import read_recording
 
+    from doascope.app.validate import check_analysis_options, check_writable
+
     profile = load_profile(args.profile)
+    check_analysis_options(args, profile)
+    check_writable(args.output, "--output")
+    check_writable(args.plot, "--plot")
     position = getattr(args, "mode", "doa") == "position"
     localizer = localizer_for(args, profile)
     audio, fs = read_recording(args.file, profile)

@@ -9,6 +9,7 @@ they never race with the analysis.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -21,8 +22,10 @@ import numpy as np
 
 from doascope import DoascopeError, DoascopeWarning, ParameterError
 from doascope.app.ringbuffer import Overrun, RingBuffer
-from doascope.app.sources import AudioSource, LiveSource
+from doascope.app.sources import AudioSource
 from doascope.hardware_profiles import Profile
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ class Engine:
         self.cpu_seconds = 0.0        # CPU time of the analysis, summed over frames
         self.latencies: deque[float] = deque(maxlen=100_000)
         self.error: str | None = None
+        self.fault: str | None = None  # the last subscriber failure, carried in every frame's status
         self._subscribers: list[Subscriber] = []
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._requested = self.config  # the newest configure()d settings, applied or still queued
@@ -250,16 +254,15 @@ class Engine:
             self._run()
         except DoascopeError as exc:
             self.error = str(exc)
+            log.debug("engine stopped", exc_info=exc)
         except Exception as exc:  # keep the process alive and say what happened
             self.error = f"engine stopped: {type(exc).__name__}: {exc}"
+            log.debug("engine stopped", exc_info=exc)
 
     def _run(self) -> None:
         ring, src = self.ring, self.source
         raw = np.empty((self.window, ring.channels), np.float32)
         pos = 0                       # first sample of the next analysis window
-        last_data = time.monotonic()
-        last_written = 0
-        retry_at = 0.0
         status: str | None = None
         from doascope.dsp import stft
 
@@ -269,17 +272,12 @@ class Engine:
             if ring.written < need:
                 if src.finished and ring.written < need:
                     break
-                now = time.monotonic()
-                if ring.written != last_written:
-                    last_written, last_data = ring.written, now
-                    status = None
-                elif isinstance(src, LiveSource) and now - last_data > 1.0 and now >= retry_at:
-                    # The device stopped delivering (unplugged, or its server went away): say so and retry.
-                    status = f"no audio from {src.description} for {now - last_data:.0f} s; retrying"
-                    src.error = status
-                    retry_at = now + 2.0
-                    src.restart()
-                    self._publish_status(status, pos)
+                if src.error != status:
+                    # The source says why audio stopped (a live device retrying after a loss): tell
+                    # every subscriber now rather than with the next frame, which may be long in coming.
+                    status = src.error
+                    if status:
+                        self._publish_status(status, pos)
                 # Sleep until the missing samples should be there (plus 1 ms), not in a busy loop.
                 missing = (need - ring.written) / self.fs
                 self._stop.wait(min(max(missing + 0.001, 0.0005), 0.02))
@@ -318,7 +316,7 @@ class Engine:
             spectrum.setflags(write=False)
             frame = DoaFrame(self.frames, res.t, time.time(), self.config.method, spectrum, grid, tuple(peaks),
                              tracks, res.active, _ro(rms), _ro(peak), _ro(peak >= 0.999), self.overruns,
-                             src.xruns, busy, latency, self._rtf, status or src.error, self.config.mode)
+                             src.xruns, busy, latency, self._rtf, src.error or self.fault, self.config.mode)
             self.frames += 1
             self._deliver(frame)
             pos += self.step
@@ -348,8 +346,12 @@ class Engine:
         for fn in list(self._subscribers):
             try:
                 fn(frame)
-            except Exception:  # a broken subscriber must not stop the analysis for the others
+            except Exception as exc:  # a broken subscriber must not stop the analysis for the others
                 self.unsubscribe(fn)
+                name = getattr(fn, "__qualname__", None) or type(fn).__name__
+                self.fault = f"frame subscriber {name} failed ({type(exc).__name__}: {exc}); it gets no more frames"
+                log.warning(self.fault)
+                log.debug("traceback of the failed subscriber %s", name, exc_info=exc)
 
     def _publish_status(self, status: str, pos: int) -> None:
         if self.latest is None:

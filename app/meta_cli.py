@@ -384,6 +384,11 @@ def cmd_calibrate(args) -> int:
     if round(fs) != spec.fs:
         raise ParameterError(f"the weights work at {spec.fs} Hz but the recording is read at {fs} Hz")
     segments = read_labels(args.labels)
+    duration = audio.shape[0] / fs
+    for a, b, _ in segments:
+        if b > duration + 0.5 / fs:
+            raise ParameterError(f"--labels {args.labels}: the segment {a:g}-{b:g} s ends after the end of "
+                                 f"{args.file} ({duration:.2f} s)")
     feats = make_features(profile.positions, spec)
     x, az = calibration_examples(audio, fs, feats, segments)
     n_labelled = len(az)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -21,12 +22,36 @@ def make_source(args, profile):
     if getattr(args, "file", None):
         return file_source(args.file, profile, speed=speed, loop=args.loop)
     if getattr(args, "sim", None):
-        return sim_source(args.sim, profile, speed=speed, loop=args.loop or speed > 0)
+        return sim_source(args.sim, profile, speed=speed, loop=args.loop)
     return LiveSource(profile, args.device)
 
 
+class StopRequest:
+    """Ctrl-C and SIGTERM end a command cleanly (files flushed, summary printed) instead of raising.
+
+    ``exit_code`` is what the command returns afterwards: 130 for Ctrl-C (the shell's convention
+    for SIGINT), 0 for SIGTERM (a service manager stopping us is a normal end)."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.signum: int | None = None
+
+    def install(self) -> "StopRequest":
+        def handler(signum, frame):
+            if self.signum is None:
+                self.signum = signum
+            self.event.set()
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+        return self
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.signum == signal.SIGINT else 0
+
+
 def install_stop_handlers(stop: threading.Event) -> None:
-    """Ctrl-C and SIGTERM end the run cleanly (files flushed) instead of raising."""
+    """Ctrl-C and SIGTERM set ``stop`` instead of raising."""
     def handler(signum, frame):
         stop.set()
     signal.signal(signal.SIGINT, handler)
@@ -92,42 +117,53 @@ def cmd_run(args) -> int:
 
     from doascope.app.commands import analysis_config
     from doascope.app.engine import Engine
+    from doascope.app.logs import set_printer
     from doascope.app.outputs import FrameWriter, RawRecorder
+    from doascope.app.validate import check_run_options
 
     profile = load_profile(args.profile)
+    check_run_options(args, profile)
+    cfg = analysis_config(args)
     source = make_source(args, profile)
-    engine = Engine(source, profile, analysis_config(args))
+    engine = Engine(source, profile, cfg)
+    if args.duration and hasattr(source, "stop_after"):
+        # A file or scene ends after exactly --duration seconds of audio (and the window that
+        # analyses its last moment), however far ahead of the clock a fast replay runs.
+        source.stop_after = math.ceil(args.duration * source.fs) + engine.window
     writer = FrameWriter(args.output) if args.output else None
     if writer:
         engine.subscribe(writer.put)
-    stop = threading.Event()
-    install_stop_handlers(stop)
+    stop = StopRequest().install()
     err = Console(stderr=True)
     # The recorder starts at the ring's sample 0, so it must exist before the source delivers any.
     recorder = RawRecorder(args.record, engine.ring, engine.fs) if args.record else None
+    outputs = [o for o in (writer, recorder) if o is not None]
     engine.start()
     view = TerminalView(engine, profile)
     t_start = time.monotonic()
-    last_status = None
     try:
         with Live(view.render(), console=err, refresh_per_second=8, transient=False,
                   redirect_stdout=False, redirect_stderr=False) as live:
-            while not stop.is_set() and engine.running:
-                stop.wait(0.125)
-                live.update(view.render())
-                f = engine.latest
-                if args.duration and _done(args.duration, f, source, time.monotonic() - t_start):
+            # Log lines (a lost device, a failing subscriber) go above the view, not through it.
+            set_printer(lambda text: live.console.print(text, markup=False, highlight=False))
+            while not stop.event.is_set() and engine.running:
+                stop.event.wait(0.125)
+                if any(o.failed.is_set() for o in outputs):
                     break
-                status = f.status if f is not None else None
-                if status and status != last_status:
-                    live.console.print(f"doascope: {status}")
-                last_status = status
+                live.update(view.render())
+                if args.duration and _done(args.duration, engine.latest, source, time.monotonic() - t_start):
+                    break
     finally:
+        set_printer(None)
         engine.stop()
-        if recorder:
-            recorder.close()
-        if writer:
-            writer.close()
+        for o in outputs:
+            o.close()
+        if not err.is_terminal:  # the view's last picture ends without a newline
+            print(file=sys.stderr)
+    failed = [o.error for o in outputs if o.error]
+    if failed:
+        print(f"doascope: error: {failed[0]}; stopped (what was written before is kept)", file=sys.stderr)
+        return 1
     f = engine.latest
     if engine.error:
         print(f"doascope: error: {engine.error}", file=sys.stderr)
@@ -138,8 +174,16 @@ def cmd_run(args) -> int:
     lat = np.percentile(np.array(engine.latencies), [50, 99]) * 1e3 if engine.latencies else (0, 0)
     print(f"doascope: {engine.frames} frames, {f.t:.1f} s of audio, RTF {f.rtf:.4f}, latency p50 {lat[0]:.1f} ms "
           f"p99 {lat[1]:.1f} ms, xruns {f.xruns}, overruns {engine.overruns}"
+          + (f", reconnected {source.recoveries}x" if getattr(source, "recoveries", 0) else "")
+          + (f", {writer.dropped} frames not written (disk too slow)" if writer and writer.dropped else "")
           + (f", wrote {args.output}" if writer else "") + (f", recorded {args.record}" if recorder else ""),
           file=sys.stderr)
+    if getattr(source, "lost_since", None) is not None:
+        print(f"doascope: error: {source.error.replace(', retrying', '')} and it did not come back",
+              file=sys.stderr)
+        return 1
+    if stop.signum is not None:
+        return stop.exit_code
     return 0
 
 

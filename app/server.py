@@ -376,6 +376,7 @@ def cmd_serve(args) -> int:
     from doascope.app.engine import Engine
     from doascope.app.mqtt import publisher
     from doascope.app.run import make_source
+    from doascope.app.validate import check_analysis_options, check_input_options, check_ports_free
     from doascope.hardware_profiles import load_profile
 
     if not is_loopback(args.host) and not args.allow_remote:
@@ -385,16 +386,21 @@ def cmd_serve(args) -> int:
         raise ParameterError("--allow-remote needs --token TOKEN (clients send it as ?token=... or a first line)")
     odas = parse_hostport(args.odas) if args.odas else None
     profile = load_profile(args.profile)
+    check_analysis_options(args, profile)
+    check_input_options(args)
+    check_ports_free(args.host, [("--port", args.port), ("--tcp-port", args.tcp_port)])
     mqtt = publisher(args, profile)  # None without --mqtt
     source = make_source(args, profile)
     engine = Engine(source, profile, analysis_config(args))
     service = Service(engine, profile, token=args.token, origins=args.allow_origin or ())
 
+    signals: list[int] = []
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, lambda sig=sig: (signals.append(sig), stop.set()))
         if mqtt:  # the broker is one more client: it gets every frame, and meta whenever it changes
             mqtt.start(service.meta_text())
             print(f"doascope: publishing to MQTT broker {mqtt.host}:{mqtt.port}: {mqtt.topic_tracks}, "
@@ -411,4 +417,5 @@ def cmd_serve(args) -> int:
         print(f"doascope: error: {engine.error}", file=sys.stderr)
         return 2
     print(f"doascope: stopped after {service.frames} frames", file=sys.stderr)
-    return 0
+    # Ctrl-C: the shell's 130; SIGTERM (a service manager stopping us): a normal end.
+    return 130 if signals and signals[0] == signal.SIGINT else 0

@@ -8,6 +8,7 @@ recordings are lossless).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -17,6 +18,8 @@ import numpy as np
 from doascope import AudioInputError, ParameterError
 from doascope.app.ringbuffer import RingBuffer
 from doascope.hardware_profiles import Profile
+
+log = logging.getLogger(__name__)
 
 
 class AudioSource(ABC):
@@ -76,6 +79,7 @@ class ArraySource(AudioSource):
         self.loop = bool(loop)
         self.chunk = int(chunk or max(1, self.fs // 100))  # 10 ms, like a sound card's period
         self.description = description
+        self.stop_after: int | None = None  # samples to deliver in all (run --duration), then finish
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -95,22 +99,32 @@ class ArraySource(AudioSource):
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
 
+    # The pacing clock; tests replace these two to check the pacing without depending on the machine.
+    def _now(self) -> float:
+        return time.monotonic()
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds``; True if stopped meanwhile."""
+        return self._stop.wait(seconds)
+
     def _run(self, ring: RingBuffer) -> None:
         n = self.audio.shape[0]
         pos = 0
         sent = 0
-        t0 = time.monotonic()
+        t0 = self._now()
         while not self._stop.is_set():
             if pos >= n:
                 if not self.loop:
                     break
                 pos = 0
-            m = min(self.chunk, n - pos)
+            if self.stop_after is not None and sent >= self.stop_after:
+                break
+            m = min(self.chunk, n - pos, self.stop_after - sent if self.stop_after is not None else n)
             if self.speed > 0:
                 # Pace against the clock, not by sleeping a fixed period, so timing errors never add up.
                 due = t0 + (sent + m) / (self.fs * self.speed)
-                delay = due - time.monotonic()
-                if delay > 0 and self._stop.wait(delay):
+                delay = due - self._now()
+                if delay > 0 and self._pause(delay):
                     break
             else:
                 # As fast as possible, but stay within half a ring of the slowest reader (the engine
@@ -141,6 +155,7 @@ def sim_source(scene: str, profile: Profile, *, speed: float = 1.0, loop: bool =
     from doascope.extras import require
 
     require("sim")
+    log.info("simulating the scene %r for %s", scene, profile.id)
     rendered = render_preset(scene, profile.positions, profile.sample_rate, seed=seed, room=profile.room)
     src = ArraySource(rendered.audio, profile.sample_rate, range(profile.n_mics), speed=speed, loop=loop,
                       description=f"simulated scene '{scene}'")
@@ -163,6 +178,7 @@ def import_sounddevice():
                               "without it)") from None
     except ImportError:
         raise AudioInputError("live capture needs the sounddevice package: pip install sounddevice") from None
+    quiet_alsa()
     return sd
 
 
@@ -200,8 +216,31 @@ def resolve_device(device, *, channels: int | None = None) -> tuple[int, dict]:
     return hits[0]
 
 
+def check_device(device, profile: Profile | None) -> tuple[int, dict]:
+    """(index, info) of the input ``device`` (a number or part of a name; None: the system's),
+    which must deliver ``profile``'s channels; AudioInputError with one sentence otherwise."""
+    channels = profile.channels if profile is not None else None
+    index, info = resolve_device(device, channels=channels)
+    if channels is not None and info["max_input_channels"] < channels:
+        raise AudioInputError(
+            f"device {info['name']!r} has {info['max_input_channels']} input channels but profile "
+            f"'{profile.id}' needs {channels}")
+    return index, info
+
+
 class LiveSource(AudioSource):
-    """A sounddevice InputStream. The callback only copies into the ring and counts xruns."""
+    """A sounddevice InputStream. The callback only copies into the ring and counts xruns.
+
+    A supervisor thread watches the stream: when it ends (the device was unplugged, its server
+    went away) or stops delivering for ``STALL_SECONDS``, ``error`` says "no audio from DEVICE
+    since HH:MM:SS, retrying" and the device is looked up and reopened every second until audio
+    flows again; then ``error`` is cleared and ``recoveries`` counts up. Samples keep their
+    positions in the ring: the stream's time continues where it stopped.
+    """
+
+    STALL_SECONDS = 1.0      # no callback for this long (once audio flowed) means the device is gone
+    STARTUP_SECONDS = 5.0    # an opened stream may take this long to deliver its first block
+    RETRY_SECONDS = 1.0
 
     def __init__(self, profile: Profile, device=None, *, blocksize: int = 0):
         super().__init__()
@@ -209,17 +248,17 @@ class LiveSource(AudioSource):
         self.fs = profile.sample_rate
         self.channels = profile.channels
         self.mic_map = tuple(profile.mic_channels)
-        self.index, info = resolve_device(device, channels=self.channels)
+        self.index, info = check_device(device, profile)
         self.device_name = info["name"]
-        if info["max_input_channels"] < self.channels:
-            raise AudioInputError(
-                f"device {self.device_name!r} has {info['max_input_channels']} input channels but profile "
-                f"'{profile.id}' needs {self.channels}")
         self.blocksize = blocksize
         self.description = f"device {self.index}: {self.device_name}"
         self.callbacks = 0
+        self.recoveries = 0           # times audio came back after a loss
+        self.lost_since: float | None = None   # time.time() of the last audio before a loss, None while fine
         self._stream = None
         self._ring: RingBuffer | None = None
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     def _callback(self, indata, frames, time_info, status):  # runs on PortAudio's thread
         self._ring.write(indata)
@@ -227,9 +266,8 @@ class LiveSource(AudioSource):
         if status.input_overflow:
             self.xruns += 1
 
-    def start(self, ring: RingBuffer) -> None:
+    def _open(self) -> None:
         sd = import_sounddevice()
-        self._ring = ring
         try:
             self._stream = sd.InputStream(device=self.index, channels=self.channels, samplerate=self.fs,
                                           dtype="float32", blocksize=self.blocksize, callback=self._callback)
@@ -238,9 +276,22 @@ class LiveSource(AudioSource):
             self._stream = None
             raise AudioInputError(f"cannot open {self.description} at {self.fs} Hz with {self.channels} "
                                   f"channels (busy, or unsupported settings): {exc}") from None
+
+    def start(self, ring: RingBuffer) -> None:
+        self._ring = ring
+        self._open()
         self.error = None
+        self._stop.clear()
+        self._supervisor = threading.Thread(target=self._supervise, name="doascope-device", daemon=True)
+        self._supervisor.start()
 
     def stop(self) -> None:
+        self._stop.set()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(timeout=5.0)
+        self._close()
+
+    def _close(self) -> None:
         stream, self._stream = self._stream, None
         if stream is None:
             return
@@ -254,19 +305,84 @@ class LiveSource(AudioSource):
         s = self._stream
         return s is not None and bool(getattr(s, "active", False))
 
-    def restart(self) -> None:
-        self.stop()
+    def _supervise(self) -> None:
+        seen = self.callbacks
+        last_audio = time.monotonic()   # when callbacks last advanced (or the stream was opened)
+        last_wall = time.time()
+        flowing = False                 # the current stream has delivered since it was opened
+        retry_at = 0.0
+        while not self._stop.wait(0.05):
+            now = time.monotonic()
+            if self.callbacks != seen:
+                seen, last_audio, last_wall, flowing = self.callbacks, now, time.time(), True
+                if self.lost_since is not None:
+                    log.info("audio from %s again after %.1f s", self.description, time.time() - self.lost_since)
+                    self.lost_since = None
+                    self.error = None
+                    self.recoveries += 1
+                continue
+            quiet = now - last_audio
+            if self.lost_since is None and (not self.alive or quiet > (self.STALL_SECONDS if flowing
+                                                                       else self.STARTUP_SECONDS)):
+                self.lost_since = last_wall
+                stamp = time.strftime("%H:%M:%S", time.localtime(last_wall))
+                self.error = f"no audio from {self.description} since {stamp}, retrying"
+                log.warning(self.error)
+                retry_at = 0.0
+            if self.lost_since is not None and now >= retry_at:
+                retry_at = now + self.RETRY_SECONDS
+                if self._reopen():
+                    last_audio, flowing = time.monotonic(), False
+
+    def _reopen(self) -> bool:
+        """Close the stream, look the device up again and reopen it; True if it opened."""
+        self._close()
         sd = import_sounddevice()
         try:  # PortAudio lists devices once per initialisation: re-initialise to see a replugged array
             sd._terminate()
             sd._initialize()
-        except Exception:
-            pass
+        except Exception as exc:
+            log.debug("re-initialising PortAudio failed: %s", exc)
         try:
-            self.index, info = resolve_device(self.device_name, channels=self.channels)
-            self.start(self._ring)
+            self.index, _ = resolve_device(self.device_name, channels=self.channels)
+            self._open()
         except AudioInputError as exc:
-            self.error = str(exc)
+            log.debug("reopening %s failed: %s", self.device_name, exc)
+            return False
+        log.info("reopened %s", self.description)
+        return True
+
+    def restart(self) -> None:
+        self._reopen()
+
+
+_alsa_handler = None
+
+
+def quiet_alsa() -> None:
+    """Send ALSA's own error lines (printed straight to stderr by the C library, e.g. when the audio
+    server is gone) to the debug log instead; our status line says what matters."""
+    global _alsa_handler
+    if _alsa_handler is not None:
+        return
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("asound")
+    if not name:
+        return
+    try:
+        lib = ctypes.CDLL(name)
+        proto = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
+
+        def handler(file, line, function, err, fmt):
+            log.debug("ALSA %s:%d %s: %s", (file or b"").decode(errors="replace"), line,
+                      (function or b"").decode(errors="replace"), (fmt or b"").decode(errors="replace"))
+
+        _alsa_handler = proto(handler)
+        lib.snd_lib_error_set_handler(_alsa_handler)
+    except (OSError, AttributeError) as exc:
+        log.debug("cannot redirect ALSA messages: %s", exc)
 
 
 def _close_quietly(stream) -> None:

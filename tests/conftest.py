@@ -10,17 +10,3 @@ if _HERE not in sys.path:
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
-
-
-def pytest_sessionfinish(session, exitstatus):
-    session.config._doascope_exitstatus = int(exitstatus)
-
-
-def pytest_unconfigure(config):
-    # PySide6 6.12 with pyqtgraph can abort while the interpreter finalises the Qt objects of a
-    # full window ("bool_dealloc", a refcount error inside the bindings), after every test has
-    # run and the summary is printed. When Qt was used, leave with pytest's own status instead.
-    if "PySide6.QtWidgets" in sys.modules and hasattr(config, "_doascope_exitstatus"):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(config._doascope_exitstatus)

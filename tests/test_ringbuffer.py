@@ -201,8 +201,9 @@ def test_slow_reader_gets_overruns_counted_and_recovers():
 
 
 def test_a_stalled_reader_never_blocks_the_producer():
-    """The consumer takes one window and then stalls for up to 10 s: the producer must still
-    finish at once (it never waits for the consumer), and the stale window is an Overrun."""
+    """The consumer takes one window and then stalls until the producer is done: a producer that
+    waited for the consumer would never be done (the deadline below would pass), and the stale
+    window is an Overrun."""
     ring = RingBuffer(1024, 2)
     done = threading.Event()
     stats: dict = {}
@@ -213,7 +214,7 @@ def test_a_stalled_reader_never_blocks_the_producer():
     def stalled():
         np.testing.assert_array_equal(ring.read(0, 512), _ramp(0, 512, 2))
         first.set()
-        done.wait(10.0)  # stalled until the producer is done (or 10 s)
+        stats["producer_done_first"] = done.wait(120.0)  # stalled until the producer is done (a deadline)
         with pytest.raises(Overrun):
             ring.read(512, 512)
         stats["checked"] = True
@@ -221,13 +222,10 @@ def test_a_stalled_reader_never_blocks_the_producer():
     cons = threading.Thread(target=stalled)
     cons.start()
     assert first.wait(5.0)
-    t0 = time.monotonic()
     prod = threading.Thread(target=_producer, args=(ring, 1_000_000, 5, done, stats, 0.0005, 512))
     prod.start()
-    prod.join(timeout=15)
-    cons.join(timeout=15)
+    prod.join(timeout=150)
+    cons.join(timeout=150)
     assert first.is_set() and stats.get("checked"), stats
+    assert stats["producer_done_first"], stats
     assert ring.written == 1_000_000
-    # Far less than the consumer's stall: a producer that waited for it would take the full 10 s.
-    assert stats["producer_seconds"] < 5.0, stats
-    assert time.monotonic() - t0 < 8.0

@@ -14,22 +14,6 @@ from PySide6 import QtCore, QtWidgets
 from doascope.app.gui.tabs import discover_tabs
 
 
-def guard_singletons() -> None:
-    """Work around PySide6 6.12 on CPython < 3.12: many of its calls that return nothing (setPos,
-    setDefaultTextColor, repaint, ...) drop a reference to None, True or False that they never
-    took. A window that draws at 30 Hz runs None's count down to zero within a minute and the
-    interpreter aborts ("none_dealloc"). Those three objects live as long as the interpreter, so
-    raising their counts once by 2**40 keeps them alive for years of drawing and costs nothing.
-    (CPython 3.12+ makes them immortal and ignores their counts.)"""
-    if sys.version_info >= (3, 12) or getattr(guard_singletons, "done", False):
-        return
-    import ctypes
-
-    for obj in (None, True, False):
-        ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
-    guard_singletons.done = True
-
-
 def tab_index(titles: list[str], wanted: str) -> int:
     """Index of the tab whose title starts with ``wanted`` (any case), or one clear error."""
     match = [i for i, t in enumerate(titles) if t.lower().startswith(wanted.lower())]
@@ -54,7 +38,6 @@ class Context:
 
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, args=None):
-        guard_singletons()
         super().__init__()
         self.setWindowTitle("doascope")
         self.resize(1400, 860)
@@ -114,8 +97,26 @@ def _qt_messages(mode, context, message) -> None:
         print(message, file=sys.stderr)
 
 
+def check_gui_options(args) -> None:
+    """What `doascope gui` refuses before opening a window: the same device `run` refuses, and no
+    display to open it on."""
+    from doascope import ParameterError
+    from doascope.app.gui import can_open_window
+
+    if not can_open_window():
+        raise ParameterError("no display to open the GUI on: set DISPLAY, run it under `xvfb-run doascope gui ...`, "
+                             "or use `doascope run` for the terminal view")
+    if getattr(args, "device", None) is not None:
+        from doascope.app.sources import check_device
+        from doascope.hardware_profiles import load_profile
+
+        profile = load_profile(args.profile) if getattr(args, "profile", None) else None
+        check_device(args.device, profile)
+
+
 def run_gui(args) -> int:
     """Open the window; returns when it is closed (or after --quit-after, saving --screenshot)."""
+    check_gui_options(args)
     import pyqtgraph as pg
 
     from doascope.app.gui.widgets import set_dark_palette
@@ -143,10 +144,4 @@ def run_gui(args) -> int:
             win.close()
         QtCore.QTimer.singleShot(int(quit_after * 1000), finish)
     app.exec()
-    # PySide6 6.12 with pyqtgraph can abort while the interpreter finalises the Qt objects of a
-    # full window (a refcount error inside the bindings: "bool_dealloc"), after everything of
-    # ours has stopped and been flushed (the tabs' shutdown ran in closeEvent). Leave without
-    # that finalisation, with the right status.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    return 0
