@@ -139,7 +139,9 @@ def test_run_tracks_two_talkers_played_through_the_virtual_array(two_talkers, tm
     raw = tmp_path / "raw.flac"
     # --duration is only a cap; the test ends the run with SIGTERM (a clean stop, exit 0) once the scene
     # has been played and analysed.
-    proc = _run(env, ["--profile", "respeaker_usb_v2", "--device", "pulse", "--method", "normmusic",
+    # SRP-PHAT with frame votes, the default: two talkers 160 degrees apart on this 6.4 cm ring push
+    # NormMUSIC's estimates ~10 degrees apart (see README, Tracks), the votes' by a few.
+    proc = _run(env, ["--profile", "respeaker_usb_v2", "--device", "pulse", "--method", "srp-phat",
                       "--sources", "2", "--duration", "120", "--output", str(out), "--record", str(raw)])
     err = _Stderr(proc)
     try:
@@ -167,7 +169,7 @@ def test_run_tracks_two_talkers_played_through_the_virtual_array(two_talkers, tm
     rec, fs = sf.read(raw, dtype="float32")
     assert rec.shape[1] == 6 and fs == 16000 and rec.shape[0] > 6 * fs
     off = subprocess.run([sys.executable, "-m", "doascope.app.cli", "locate", str(raw), "--profile",
-                          "respeaker_usb_v2", "--method", "normmusic", "--sources", "2"],
+                          "respeaker_usb_v2", "--method", "srp-phat", "--sources", "2"],
                          capture_output=True, text=True, timeout=300)
     assert off.returncode == 0, off.stderr
     peaks = [s["azimuth"] for line in off.stdout.splitlines() for s in json.loads(line)["sources"]]
