@@ -11,10 +11,10 @@ each frame: being the frame's strongest peak counts for it, going unheard while 
 counts against it, and a weaker peak beside a stronger source counts for nothing, because that is
 how a reflection of the stronger source behaves. A tentative track is confirmed (given an id) once
 that probability is high and it has lived ``confirm_time``; it is dropped once the probability is
-low. A confirmed track unheard for ``hold_time`` is no longer reported but keeps its id, so that a
-talker who pauses, or is masked for a while, comes back under the same id when heard again within the
-gate (only as the strongest peak of a frame, so a reflection cannot wake it); unheard for
-``death_time`` it is deleted.
+low. A confirmed track unheard for ``hold_time`` is no longer reported and stops moving, but keeps
+its id, so that a talker who pauses, or is masked for a while, comes back under the same id: when
+heard again within the gate as the strongest peak of a frame (a reflection cannot wake it), or when
+a new track is confirmed within two gates of it. Unheard for ``death_time`` it is deleted.
 
 Pure numeric: no I/O, no threads. One :class:`Tracker` per stream, fed from one thread.
 """
@@ -34,6 +34,8 @@ from doascope.dsp.peaks import Peak
 
 # Prior spread of a newborn track's angular speed: a talker walking at 1 m/s 1-2 m away.
 _V0_DEG_S = 45.0
+# The fastest a track may turn (rad/s): a talker walking briskly past at 1 m.
+_MAX_SPEED = math.radians(30.0)
 # Two confirmed tracks merge only if their velocities would move them apart by less than merge_deg
 # in this time: duplicates move together, talkers walking past each other do not.
 _MERGE_HORIZON_S = 1.0
@@ -49,6 +51,8 @@ _MISS_EVIDENCE = -0.5
 _CONFIRM_LOGODDS = 2.0    # P(exists) = 0.88: confirm (after confirm_time)
 _DROP_LOGODDS = -2.0      # P(exists) = 0.12: a tentative track is dropped
 _MAX_LOGODDS = 4.0        # the most a track can bank, so that evidence against it still counts
+# A newly confirmed track takes the id of a hidden one within this many gates.
+_REVIVE_GATE = 2.0
 # A confirmed track takes weaker peaks only within this time (s) of being a frame's strongest peak.
 _LEAD_MEMORY_S = 3.0
 
@@ -125,6 +129,11 @@ class _Track:
         if norm > 1e-9:
             self.p /= norm
         self.v -= (self.v @ self.p) * self.p
+        # Talkers walk; a faster track is following jitter (two talkers' peaks, reflections), and would
+        # carry a coasting track far from where its talker was last heard.
+        speed = np.linalg.norm(self.v)
+        if speed > _MAX_SPEED:
+            self.v *= _MAX_SPEED / speed
 
 
 def _validated(params: dict) -> dict:
@@ -261,6 +270,8 @@ class Tracker:
                     # velocity fade while coasting, or a pause makes the track drift away. A
                     # talker masked by another one passing by keeps walking.
                     tr.v *= math.exp(-dt / _COAST_TAU_S)
+                    if _hidden(tr, t, p):
+                        tr.v[:] = 0.0  # hidden, it waits where its talker went quiet
                 tr.predict(dt, q)
                 tr.constrain(p["planar"])
             tr.hit = tr.lead = tr.occluded = False
@@ -296,7 +307,7 @@ class Tracker:
         survivors, ready = _count_frame(self._tracks, t, smooth, p, active)
         self._tracks = self._merged(survivors)
         # Merge before confirming, so that an id once shown is never a duplicate dropped at once.
-        self._next_id = _confirm(self._tracks, ready, self._next_id)
+        self._next_id = _confirm(self._tracks, ready, self._next_id, lambda tr: self._hidden_near(tr, t))
         self._published = tuple(self._state(tr, t) for tr in sorted(self._tracks, key=lambda tr: tr.id)
                                 if tr.id and not _hidden(tr, t, p))
         return self._published
@@ -369,6 +380,13 @@ class Tracker:
                 twin.logodds = max(twin.logodds, tr.logodds)
         return kept
 
+    def _hidden_near(self, tr: _Track, t: float) -> _Track | None:
+        """The closest hidden track within _REVIVE_GATE gates of ``tr``, if any: a talker heard again
+        after a pause is often placed a little differently (other talkers' lobes, reflections)."""
+        cos_gate = math.cos(math.radians(min(179.0, _REVIVE_GATE * self._params["gate_deg"])))
+        near = [h for h in self._tracks if _hidden(h, t, self._params) and h.p @ tr.p >= cos_gate]
+        return max(near, key=lambda h: h.p @ tr.p) if near else None
+
     def _together(self, a: _Track, b: _Track) -> bool:
         # |v| is in radians per second (tangent velocity on the unit sphere).
         drift = np.degrees(np.linalg.norm(a.v - b.v)) * _MERGE_HORIZON_S
@@ -407,7 +425,7 @@ def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool) -> tupl
             tr.hits += tr.hit
             tr.activity += (float(tr.hit) - tr.activity) * smooth
             evidence = _LEAD_EVIDENCE if tr.lead else 0.0 if tr.hit else _MISS_EVIDENCE if active else 0.0
-            tr.logodds = min(_MAX_LOGODDS, tr.logodds + evidence)
+            tr.logodds = min(_MAX_LOGODDS, max(-_MAX_LOGODDS, tr.logodds + evidence))
         if tr.hit:
             tr.last_hit = t
         if tr.lead:
@@ -428,10 +446,18 @@ def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool) -> tupl
     return survivors, ready
 
 
-def _confirm(tracks, ready: set, next_id: int) -> int:
-    """Give the ready tracks that survived merging their ids, oldest first; returns the next id."""
+def _confirm(tracks: list, ready: set, next_id: int, hidden_near=lambda tr: None) -> int:
+    """Give the ready tracks that survived merging their ids, oldest first; returns the next id.
+
+    A ready track that ``hidden_near`` finds a hidden track for (its talker, silent or masked for a
+    while, back within the gate) takes that track's id and place, instead of a new id."""
     for tr in sorted(tracks, key=lambda tr: tr.birth):
         if tr in ready:
+            old = hidden_near(tr)
+            if old is not None:
+                tr.id = old.id
+                tracks.remove(old)
+                continue
             tr.id = next_id
             next_id += 1
     return next_id
