@@ -194,6 +194,7 @@ R3VIVAL_SCENES = {
 
 def real_acoustics(quick: bool, out: dict) -> None:
     from doascope.app import tracking_scenes as ts
+    from doascope.app.engine import build_localizer
 
     con = _console()
     folder = r3vival_folder()
@@ -210,8 +211,6 @@ def real_acoustics(quick: bool, out: dict) -> None:
         for label, overrides in TRACKING_CONFIGS[:1] + TRACKING_CONFIGS[3:]:
             cfg = _config(len(azimuths), overrides)
             frames = ts.run_engine(audio, 16000, profile, cfg)
-            from doascope.app.engine import build_localizer
-
             window = build_localizer(cfg, profile, 16000).block_samples
             s = ts.score_frames(frames, active, lambda t, truth=truth: truth, 16000, window)
             table.add_row(name if label == TRACKING_CONFIGS[0][0] else "", label, *_score_row([s]))

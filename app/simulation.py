@@ -116,11 +116,11 @@ def render_preset(name: str, positions, fs: int, *, seed: int = 0, room=None) ->
     if n_seg == 1:
         audio = renders[0].audio
     else:
-        audio = _crossfade([r.audio for r in renders], int(round(preset.segment * fs)), int(0.1 * fs))
+        audio = crossfade([r.audio for r in renders], int(round(preset.segment * fs)), int(0.1 * fs))
     return Rendered(name, preset, audio, fs, tuple(renders), room)
 
 
-def _crossfade(renders: list[np.ndarray], seg: int, fade: int) -> np.ndarray:
+def crossfade(renders: list[np.ndarray], seg: int, fade: int) -> np.ndarray:
     """Segment k of render k, with linear cross-fades of ``fade`` samples centred on boundaries."""
     n = renders[0].shape[0]
     out = np.zeros_like(renders[0])

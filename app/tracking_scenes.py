@@ -143,7 +143,7 @@ def render(scene: TrackingScene) -> RenderedScene:
     """Simulate the scene: one render per static segment (same seed, so the same voices, tail and
     noise), cross-faded; each speaking interval of a talker is one source of the simulation."""
     from doascope.app.scenes import SourceSpec, simulate_scene
-    from doascope.app.simulation import _crossfade
+    from doascope.app.simulation import crossfade
 
     profile = load_profile(scene.profile)
     fs = profile.sample_rate
@@ -157,7 +157,7 @@ def render(scene: TrackingScene) -> RenderedScene:
                  for tk in scene.talkers for a, b in tk.talk]
         renders.append(simulate_scene(profile.positions, fs, specs, duration=scene.duration, rt60=scene.rt60,
                                       snr_db=scene.snr_db, room_dim=scene.room_dim, seed=scene.seed))
-    audio = renders[0].audio if n_seg == 1 else _crossfade([r.audio for r in renders],
+    audio = renders[0].audio if n_seg == 1 else crossfade([r.audio for r in renders],
                                                            int(round(scene.segment * fs)), int(0.1 * fs))
     return RenderedScene(scene, profile, audio, fs, renders[0], np.array(owners))
 
@@ -221,8 +221,6 @@ def r3vival_scene(folder, dataset_azimuths, talk, *, duration: float, seed: int 
 
 def run_engine(audio: np.ndarray, fs: int, profile: Profile, config, timeout: float = 600.0) -> list:
     """Every frame of a fast replay through the live engine (what ``run --file --fast`` sees)."""
-    import threading
-
     from doascope.app.engine import Engine
     from doascope.app.sources import ArraySource
 
@@ -230,12 +228,10 @@ def run_engine(audio: np.ndarray, fs: int, profile: Profile, config, timeout: fl
     engine = Engine(ArraySource(audio, fs, range(audio.shape[1]), speed=0), profile, config)
     engine.subscribe(frames.append)
     engine.start()
-    done = threading.Event()
-    threading.Thread(target=lambda: (engine.wait(timeout), done.set()), daemon=True).start()
-    if not done.wait(timeout):
-        engine.stop()
-        raise TimeoutError(f"the engine did not finish the scene within {timeout:.0f} s")
+    finished = engine.wait(timeout)
     engine.stop()
+    if not finished:
+        raise TimeoutError(f"the engine did not finish the scene within {timeout:.0f} s")
     if engine.error:
         raise RuntimeError(engine.error)
     return frames
