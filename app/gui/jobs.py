@@ -116,3 +116,30 @@ class Job:
         Job._alive.discard(self)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+
+class ShippedResultPanel:
+    """A teaching panel that draws a result shipped with doascope when first shown, and can compute a
+    fresh one in a background :class:`Job`. Subclasses set their own state, then call this
+    ``__init__``; they define ``_build()`` (fills ``self.widget``) and ``load(path)``."""
+
+    def __init__(self, context, shipped):
+        from PySide6 import QtWidgets
+
+        self.context = context
+        self.job: Job | None = None
+        self.loading = False
+        self._shown = False  # a result (shipped or trained) has been drawn
+        self.widget = QtWidgets.QWidget()
+        self._build()
+        self.shipped = shipped if shipped is not None and shipped.is_file() else None
+
+    def show_shipped(self) -> None:
+        """Draw the shipped result (read in the background), unless something is shown or running."""
+        if self.shipped is not None and self.job is None and not self._shown:
+            self.load(self.shipped)
+
+    @property
+    def worker(self):
+        """The running job, or None."""
+        return self.job

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from doascope.app.gui.jobs import Job, JobHandle
+from doascope.app.gui.jobs import Job, JobHandle, ShippedResultPanel
 from PySide6 import QtCore, QtWidgets
 
 SHIPPED_CALIBRATION = Path(__file__).resolve().parents[3] / "models" / "weights" / "meta_calibration.json"
@@ -88,28 +88,12 @@ def _work(job: JobHandle, *, config=None, path=None, threads: int = 1, cache_dir
         job.publish(results=results)
 
 
-class CalibrationPanel:
+class CalibrationPanel(ShippedResultPanel):
     """Panel B: few-shot calibration of the DOA network to perturbed arrays."""
 
     def __init__(self, context, *, shipped: Path | None = SHIPPED_CALIBRATION):
-        self.context = context
-        self.job: Job | None = None
-        self.loading = False
-        self._shown = False  # a result (shipped or trained) has been drawn
         self.results: dict | None = None
-        self.widget = QtWidgets.QWidget()
-        self._build()
-        self.shipped = shipped if shipped is not None and shipped.is_file() else None
-
-    def show_shipped(self) -> None:
-        """Draw the shipped result (read in the background), unless something is shown or running."""
-        if self.shipped is not None and self.job is None and not self._shown:
-            self.load(self.shipped)
-
-    @property
-    def worker(self):
-        """The running job, or None."""
-        return self.job
+        super().__init__(context, shipped)
 
     def _build(self) -> None:
         W = QtWidgets

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from doascope.app.gui.jobs import Job, JobHandle
+from doascope.app.gui.jobs import Job, JobHandle, ShippedResultPanel
 from doascope.models.meta_config import SINUSOID_ITERATIONS
 from PySide6 import QtCore, QtWidgets
 
@@ -66,29 +66,13 @@ def _work(job: JobHandle, *, iterations: int, seed: int, threads: int, path: Pat
     job.publish(models=run.models, curves=curves, seconds=dict(run.seconds))
 
 
-class SinusoidPanel:
+class SinusoidPanel(ShippedResultPanel):
     """Panel A: controls, the three methods' predictions on a held-out task, MSE and loss curves."""
 
     def __init__(self, context, *, shipped: Path | None = SHIPPED):
-        self.context = context
-        self.job: Job | None = None
-        self.loading = False
-        self._shown = False  # a result (shipped or trained) has been drawn
         self.models: dict | None = None
         self.task_index = 0
-        self.widget = QtWidgets.QWidget()
-        self._build()
-        self.shipped = shipped if shipped is not None and shipped.is_file() else None
-
-    def show_shipped(self) -> None:
-        """Draw the shipped result (read in the background), unless something is shown or running."""
-        if self.shipped is not None and self.job is None and not self._shown:
-            self.load(self.shipped)
-
-    @property
-    def worker(self):
-        """The running job, or None."""
-        return self.job
+        super().__init__(context, shipped)
 
     def _build(self) -> None:
         W = QtWidgets
