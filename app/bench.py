@@ -389,12 +389,8 @@ def serve_bench(quick: bool, out: dict, *, speed: float = 1.0, counts=(0, 10, 10
     """`doascope serve` with 0, 10 and 100 WebSocket clients that keep up: frames delivered, frames
     lost, and the server's CPU. The service (engine included) runs in this process, so its CPU is
     this process's CPU time; the clients run in one separate asyncio process and are not counted."""
-    import asyncio
-    import socket
-    import threading
-
     from doascope.app.engine import AnalysisConfig, Engine
-    from doascope.app.server import Service
+    from doascope.app.server import Service, ServiceThread, free_port
     from doascope.app.sources import sim_source
 
     con = _console()
@@ -403,33 +399,11 @@ def serve_bench(quick: bool, out: dict, *, speed: float = 1.0, counts=(0, 10, 10
     engine = Engine(sim_source("two-talkers", prof, speed=speed, loop=True), prof, AnalysisConfig(method="srp-phat"),
                     ring_seconds=4.0 * max(1.0, speed))
     service = Service(engine, prof)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    box: dict = {}
-    started = threading.Event()
-
-    def serve() -> None:
-        async def main():
-            box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
-            started.set()
-            await service.run(host="127.0.0.1", port=port, tcp_port=None, odas=None, stop=box["stop"], quiet=True)
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            box["error"] = exc
-            started.set()
-
-    thread = threading.Thread(target=serve, name="doascope-bench-serve", daemon=True)
-    thread.start()
-    started.wait(30)
+    serving = ServiceThread(service, port=free_port(), name="doascope-bench-serve")
+    port = serving.port
+    serving.start(frames=30, timeout=30)  # warm: ~1 s of frames
     rows = []
     try:
-        deadline = time.monotonic() + 30
-        while engine.frames < 30 and time.monotonic() < deadline and "error" not in box:  # warm: ~1 s
-            time.sleep(0.05)
-        if "error" in box or engine.frames < 30:
-            raise RuntimeError(f"the service did not start: {box.get('error') or engine.error}")
         for n in counts:
             proc = None
             if n:
@@ -457,9 +431,7 @@ def serve_bench(quick: bool, out: dict, *, speed: float = 1.0, counts=(0, 10, 10
                          "rtf": (e1 - e0) / max((f1 - f0) * engine.step / engine.fs, 1e-9),
                          "overruns": engine.overruns})
     finally:
-        if "loop" in box:
-            box["loop"].call_soon_threadsafe(box["stop"].set)
-        thread.join(15)
+        serving.stop(15)
     base = rows[0]["cpu_per_s"] if rows and rows[0]["clients"] == 0 else None
     table = _table(f"Service: simulated two-talker room at {speed:g}x real time, WebSocket clients that keep up "
                    f"(one separate process), {seconds:g} s each; CPU = this process (engine + service) CPU "

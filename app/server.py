@@ -371,6 +371,62 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host.removeprefix("[").removesuffix("]"), p  # [::1]:9000
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServiceThread:
+    """A :class:`Service` on 127.0.0.1, run by its own thread and event loop, for the benchmarks
+    that drive it from this process (``bench --serve``, ``bench --soak``)."""
+
+    def __init__(self, service: "Service", *, port: int, tcp_port: int | None = None, name: str = "doascope-serve"):
+        import threading
+
+        self.service, self.port, self.tcp_port = service, port, tcp_port
+        self._box: dict = {}
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    def _serve(self) -> None:
+        async def main():
+            self._box["loop"], self._box["stop"] = asyncio.get_running_loop(), asyncio.Event()
+            self._started.set()
+            await self.service.run(host="127.0.0.1", port=self.port, tcp_port=self.tcp_port, odas=None,
+                                   stop=self._box["stop"], quiet=True)
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - reported through .error
+            self._box["error"] = exc
+            self._started.set()
+
+    @property
+    def error(self):
+        """What stopped the service, if anything did."""
+        return self._box.get("error")
+
+    def start(self, *, frames: int = 1, timeout: float = 60.0) -> None:
+        """Start, and wait until the engine has published ``frames`` frames (it starts once the
+        sockets listen); RuntimeError if that does not happen within ``timeout`` seconds."""
+        self._thread.start()
+        self._started.wait(timeout)
+        engine = self.service.engine
+        deadline = time.monotonic() + timeout
+        while engine.frames < frames and self.error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.error is not None or engine.frames < frames:
+            self.stop()
+            raise RuntimeError(f"the service did not start: {self.error or engine.error}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if "loop" in self._box:
+            self._box["loop"].call_soon_threadsafe(self._box["stop"].set)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+
 def cmd_serve(args) -> int:
     from doascope.app.commands import analysis_config
     from doascope.app.engine import Engine

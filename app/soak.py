@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 SPEED = 10.0
@@ -76,25 +75,15 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def soak_bench(minutes: float, out: dict, *, ws_clients: int = 8, tcp_clients: int = 2,
                profile: str = "respeaker_usb_v2", quiet: bool = False) -> dict:
     """Serve a simulated room replayed at 10x for ``minutes`` of wall-clock time with clients
     attached; returns (and stores in ``out["soak"]``) memory, overruns and frame loss."""
-    import asyncio
-
     import numpy as np
 
     from doascope import ParameterError
     from doascope.app.engine import AnalysisConfig, Engine
-    from doascope.app.server import Service
+    from doascope.app.server import Service, ServiceThread, free_port
     from doascope.app.sources import sim_source
     from doascope.hardware_profiles import load_profile
 
@@ -104,32 +93,9 @@ def soak_bench(minutes: float, out: dict, *, ws_clients: int = 8, tcp_clients: i
     engine = Engine(sim_source("two-talkers", prof, speed=SPEED, loop=True), prof, AnalysisConfig(method="srp-phat"),
                     ring_seconds=4.0 * SPEED)
     service = Service(engine, prof)
-    port, tcp_port = _free_port(), _free_port()
-    box: dict = {}
-    started = threading.Event()
-
-    def serve() -> None:
-        async def main():
-            box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
-            started.set()
-            await service.run(host="127.0.0.1", port=port, tcp_port=tcp_port, odas=None, stop=box["stop"],
-                              quiet=True)
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            box["error"] = exc
-            started.set()
-
-    thread = threading.Thread(target=serve, name="doascope-soak-serve", daemon=True)
-    thread.start()
-    started.wait(60)
-    deadline = time.monotonic() + 120  # the engine starts once the sockets listen
-    while engine.frames == 0 and "error" not in box and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if engine.frames == 0:
-        if "loop" in box:
-            box["loop"].call_soon_threadsafe(box["stop"].set)
-        raise RuntimeError(f"the service did not start: {box.get('error') or engine.error}")
+    serving = ServiceThread(service, port=free_port(), tcp_port=free_port(), name="doascope-soak-serve")
+    port, tcp_port = serving.port, serving.tcp_port
+    serving.start(timeout=120)
     clients = subprocess.Popen([sys.executable, "-c", _CLIENTS, str(port), str(tcp_port), str(ws_clients),
                                 str(tcp_clients)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     rss: list[float] = []
@@ -138,7 +104,7 @@ def soak_bench(minutes: float, out: dict, *, ws_clients: int = 8, tcp_clients: i
             raise RuntimeError("the soak's clients did not connect")
         f0, o0 = engine.frames, engine.overruns
         t_end = time.monotonic() + minutes * 60.0
-        while time.monotonic() < t_end and engine.running and "error" not in box:
+        while time.monotonic() < t_end and engine.running and serving.error is None:
             time.sleep(min(1.0, max(0.0, t_end - time.monotonic())))
             rss.append(_rss_mb())
         frames, overruns = engine.frames - f0, engine.overruns - o0
@@ -150,11 +116,9 @@ def soak_bench(minutes: float, out: dict, *, ws_clients: int = 8, tcp_clients: i
     finally:
         if clients.poll() is None:
             clients.kill()
-        if "loop" in box:
-            box["loop"].call_soon_threadsafe(box["stop"].set)
-        thread.join(30)
-    if "error" in box or engine.error:
-        raise RuntimeError(f"the service failed during the soak: {box.get('error') or engine.error}")
+        serving.stop()
+    if serving.error is not None or engine.error:
+        raise RuntimeError(f"the service failed during the soak: {serving.error or engine.error}")
     half = len(rss) // 2
     result = {"minutes": minutes, "speed": SPEED, "audio_minutes": frames * engine.step / engine.fs / 60.0,
               "frames": frames, "overruns": overruns, "ws_clients": ws_clients, "tcp_clients": tcp_clients,
