@@ -32,13 +32,7 @@ def azimuth_plot(track: Iterable[tuple[float, float, float]], path: str, *, titl
     ax.set_ylabel("azimuth (deg, CCW from +x)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except OSError as exc:
-        raise ParameterError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
+    _save(fig, path)
 
 
 def eval_plot(blocks, truth_times, truth, path: str, *, position: bool = False, title: str = "") -> None:
@@ -70,6 +64,13 @@ def eval_plot(blocks, truth_times, truth, path: str, *, position: bool = False, 
     axes[0, 0].legend(loc="upper right", fontsize=8)
     axes[0, 0].set_title(title, fontsize=9)
     axes[-1, 0].set_xlabel("time (s)")
+    _save(fig, path)
+
+
+def _save(fig, path: str) -> None:
+    """Write the figure and close it; an unwritable path is one clear error."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         fig.savefig(path)
