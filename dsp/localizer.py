@@ -56,6 +56,7 @@ class BlockStream:
         self.window = window
         self._smoothed: np.ndarray | None = None
         self._votes = None
+        self._frame_cache: dict[int, tuple] = {}   # frame start sample -> (grid index, value)
         self._index = 0
 
     @property
@@ -78,6 +79,7 @@ class BlockStream:
     def reset(self) -> None:
         self._smoothed = None
         self._votes = None
+        self._frame_cache = {}
         self._index = 0
         self.gate.reset()
 
@@ -94,6 +96,7 @@ class BlockStream:
         smoothed, gate, votes = state[0], state[1], state[2]
         self._smoothed = None if smoothed is None else np.array(smoothed, copy=True)
         self._votes = None if votes is None else np.array(votes, copy=True)
+        self._frame_cache = {}
         self.gate.restore(gate)
 
     def _integrate_stats(self, stats: np.ndarray) -> np.ndarray:
@@ -163,11 +166,23 @@ class Localizer(BlockStream):
     def n_mics(self) -> int:
         return self.estimator.n_mics
 
-    def _integrate_votes(self, X: np.ndarray) -> np.ndarray:
+    def _integrate_votes(self, X: np.ndarray, start: int) -> np.ndarray:
         """The frame-vote map (see doascope.dsp.extraction) integrated like the statistics."""
-        points, values = self.estimator.frame_peaks(X)
+        points, values = self._frame_peaks(X, start)
         self._votes = self._integrated(self._votes, frame_vote_map(self.estimator.grid, points, values ** 2))
         return self._votes
+
+    def _frame_peaks(self, X: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each frame's maximum, computed once per frame: the live engine's windows overlap (a new
+        window every step, most of its frames seen before), so only the new frames are analysed."""
+        starts = [start + k * self.hop for k in range(X.shape[2])]
+        new = [k for k, s in enumerate(starts) if s not in self._frame_cache]
+        if new:
+            points, values = self.estimator.frame_peaks(np.ascontiguousarray(X[:, :, new]))
+            self._frame_cache.update((starts[k], (p, v)) for k, p, v in zip(new, points, values))
+        self._frame_cache = {s: self._frame_cache[s] for s in starts}
+        return (np.array([self._frame_cache[s][0] for s in starts]),
+                np.array([self._frame_cache[s][1] for s in starts], np.float32))
 
     def process(self, X: np.ndarray, start: int, fs: float) -> BlockResult:
         """Localize one block of STFT frames (mics, freqs, frames) whose first sample is ``start``."""
@@ -177,7 +192,7 @@ class Localizer(BlockStream):
         if active:
             integrated = self._integrate_stats(stats)
             spectrum = self.estimator.spectrum_from(integrated)
-            votes = (self._integrate_votes(X) if self.n_sources > 1 and hasattr(self.estimator, "frame_peaks")
+            votes = (self._integrate_votes(X, start) if self.n_sources > 1 and hasattr(self.estimator, "frame_peaks")
                      and self.extraction == "votes" else None)
             peaks = tuple(self.estimator.candidates(integrated, spectrum, self.n_sources, votes=votes,
                                                     min_separation=self.min_separation, extraction=self.extraction))

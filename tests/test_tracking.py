@@ -150,6 +150,33 @@ def test_frame_peaks_and_votes_match_a_direct_computation():
         assert votes[g] == pytest.approx(want, rel=1e-5, abs=1e-9)
 
 
+def test_overlapping_windows_analyse_each_frame_once_with_the_same_result():
+    """The live engine's windows overlap; frames seen in the previous window come from the cache."""
+    from doascope.dsp import Localizer, make_estimator, stft
+
+    from helpers import mixture
+
+    prof = load_profile("respeaker_usb_v2")
+    x = mixture(prof.positions, 16000, [40.0, 200.0], seconds=1.0, seed=5)
+    results = []
+    for cached in (True, False):
+        est = make_estimator("srp-phat", prof.positions, fs=16000, nfft=512, n_sources=2)
+        loc = Localizer(est, hop=256, n_sources=2, smoothing=0.5, step=512)
+        calls = []
+        frame_peaks = est.frame_peaks
+        est.frame_peaks = lambda X: (calls.append(X.shape[2]), frame_peaks(X))[1]
+        peaks = []
+        for pos in range(0, len(x) - loc.block_samples + 1, 512):
+            if not cached:
+                loc._frame_cache.clear()
+            X = stft(x[pos:pos + loc.block_samples], nfft=512, hop=256)
+            peaks.append([(p.index, round(p.power, 6)) for p in loc.process(X, pos, 16000).peaks])
+        results.append(peaks)
+        if cached:
+            assert calls[0] == 8 and set(calls[1:]) == {2}   # two new frames per 512-sample step
+    assert results[0] == results[1]
+
+
 @pytest.mark.parametrize("text, n", [("1", 1), ("3", 3), (" auto ", AUTO_SOURCES), ("AUTO", AUTO_SOURCES),
                                      (str(MAX_SOURCES), MAX_SOURCES), (2, 2)])
 def test_sources_at_most_k_or_auto(text, n):
