@@ -191,7 +191,9 @@ def resolve_device(device, *, channels: int | None = None) -> tuple[int, dict]:
         raise AudioInputError(f"cannot list audio devices: {exc}") from None
     inputs = [(i, d) for i, d in enumerate(devices) if d["max_input_channels"] > 0]
     if not inputs:
-        raise AudioInputError("no audio input device found (is the array plugged in? see `doascope devices`)")
+        wanted = "" if device is None else f"no input device matches {str(device).strip()!r}: "
+        raise AudioInputError(f"{wanted}no audio input device found (is the array plugged in? see "
+                              "`doascope devices`)")
     if device is None:
         try:
             idx = sd.default.device[0]

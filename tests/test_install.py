@@ -150,6 +150,18 @@ def test_devices_without_any_input_says_so_in_one_line(monkeypatch, capsys):
     assert out == "" and "no audio input device found" in one_line(err)
 
 
+def test_a_named_device_on_a_machine_without_inputs_is_named_in_the_error(monkeypatch):
+    import types
+
+    import doascope.app.sources as sources
+
+    fake = types.SimpleNamespace(query_devices=lambda: [], default=types.SimpleNamespace(device=(-1, -1)))
+    monkeypatch.setattr(sources, "import_sounddevice", lambda: fake)
+    with pytest.raises(sources.AudioInputError) as err:
+        sources.resolve_device("ReSpeaker")
+    assert "'ReSpeaker'" in str(err.value) and "no audio input device found" in str(err.value)
+
+
 def test_reported_power_never_exceeds_one():
     import numpy as np
 
