@@ -18,8 +18,7 @@ import numpy as np
 
 from doascope import ParameterError
 
-#: what ``sources="auto"`` means: report up to this many sources a block (DESIGN.md)
-AUTO_SOURCES = 4
+from doascope.config import AUTO_SOURCES, AnalysisConfig, SettingError  # noqa: F401  (AUTO_SOURCES: re-exported)
 
 _controller = None
 
@@ -40,36 +39,34 @@ def one_blas_thread():
         yield
 
 
-def _n_sources(sources) -> int:
-    if isinstance(sources, str):
-        if sources.strip().lower() == "auto":
-            return AUTO_SOURCES
-        try:
-            sources = int(sources)
-        except ValueError:
-            raise ParameterError(f"sources must be a positive whole number or 'auto', got {sources!r}") from None
-    if isinstance(sources, bool) or not isinstance(sources, (int, np.integer)) or sources < 1:
-        raise ParameterError(f"sources must be a positive whole number or 'auto', got {sources!r}")
-    return int(sources)
-
-
 def _profile(profile):
     from doascope.hardware_profiles import Profile, load_profile
 
     return profile if isinstance(profile, Profile) else load_profile(profile)
 
 
-def _config(method: str, sources, mode: str, options: dict):
-    from doascope.app.engine import AnalysisConfig
-
-    known = set(AnalysisConfig.__dataclass_fields__) - {"method", "n_sources", "mode", "tracker"}
+def _config(method: str, sources, mode: str, options: dict) -> AnalysisConfig:
+    """The AnalysisConfig of the API's arguments; an error names the keyword (``smoothing: ...``)."""
+    known = set(AnalysisConfig.keywords()) - {"method", "n_sources", "mode", "tracker"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ParameterError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(known))}")
-    if "band" in options:
-        options = dict(options, band=tuple(float(f) for f in options["band"]))
-    return AnalysisConfig(method=method, n_sources=_n_sources(sources), mode=mode, **options)
+    try:
+        return AnalysisConfig(method=method, n_sources=sources, mode=mode, **options)
+    except SettingError as exc:
+        keyword = "sources" if exc.setting == "n_sources" else exc.setting
+        raise ParameterError(f"{keyword}: {exc.detail}") from None
+
+
+def _build(cfg: AnalysisConfig, profile, fs: int):
+    """doascope.dsp.analysis.build_localizer, with a setting's error naming the API's keyword."""
+    from doascope.dsp.analysis import build_localizer
+
+    try:
+        return build_localizer(cfg, profile, fs)
+    except SettingError as exc:
+        raise ParameterError(f"{exc.setting}: {exc.detail}") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,7 +195,6 @@ def locate(audio, profile, *, method: str = "srp-phat", sources=1, fs: float | N
     dict_keys(['t', 'sources'])
     """
     from doascope.app.audio import mic_map_for, read_recording, resample, select_channels
-    from doascope.app.engine import build_localizer
 
     prof = _profile(profile)
     cfg = _config(method, sources, mode, options)
@@ -218,7 +214,7 @@ def locate(audio, profile, *, method: str = "srp-phat", sources=1, fs: float | N
             if fs <= 0 or float(fs) != round(float(fs)):
                 raise ParameterError(f"fs must be a positive whole number of Hz, got {fs}")
             x = resample(x, int(fs), rate)
-    loc = build_localizer(cfg, prof, rate)
+    loc = _build(cfg, prof, rate)
     if x.shape[0] < loc.block_samples:
         raise ParameterError(f"the audio is shorter ({x.shape[0] / rate:.3f} s) than one analysis block "
                              f"({loc.block_samples / rate:.3f} s)")
@@ -267,14 +263,12 @@ class Localizer:
 
     def __init__(self, profile, *, method: str = "srp-phat", sources=1, fs: int | None = None, mode: str = "doa",
                  **options):
-        from doascope.app.engine import build_localizer
-
         self.profile = _profile(profile)
         self.config = _config(method, sources, mode, options)
         self.fs = int(fs) if fs is not None else self.profile.sample_rate
         if self.fs <= 0:
             raise ParameterError(f"fs must be positive, got {fs}")
-        self._loc = build_localizer(self.config, self.profile, self.fs)
+        self._loc = _build(self.config, self.profile, self.fs)
         self._buf = np.zeros((0, self._loc.n_mics), np.float32)
         self._start = 0   # stream sample index of self._buf[0]
 

@@ -18,14 +18,9 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 from doascope import DoascopeError, ParameterError, __version__
 
-# The analysis options (cli.add_analysis_options) a task carries; the profile and the method may
-# also come per file from a manifest.
-ANALYSIS = ("method", "sources", "band", "nfft", "hop", "block", "grid", "resolution", "smoothing",
-            "min_separation", "weights", "mode", "search")
 STFT_CHUNK = 256          # blocks per STFT call in BlockStream.locate: chunks start on its multiples
 SEEKABLE = {"WAV", "WAVEX", "FLAC", "AIFF", "AU", "CAF", "W64", "RF64", "NIST", "IRCAM", "MAT4", "MAT5"}
 ATTEMPTS = 4              # a task whose worker process dies is tried this many times in all
@@ -36,18 +31,37 @@ HOLD_ENV = "DOASCOPE_BATCH_HOLD"   # tests: tasks announce themselves in this fo
 
 @dataclass(frozen=True)
 class Job:
-    """The analysis of one file: profile (id or path), and the analysis options (a dict of ANALYSIS)."""
+    """The analysis of one file: profile (id or path), and the analysis settings (see :func:`job_options`)."""
 
     profile: str
-    options: tuple   # sorted (name, value) pairs, so that a Job is hashable and picklable
+    options: tuple   # sorted (AnalysisConfig field, value) pairs, so that a Job is hashable and picklable
 
-    def args(self) -> SimpleNamespace:
-        return SimpleNamespace(profile=self.profile, **dict(self.options))
+    def config(self):
+        """The AnalysisConfig of the job."""
+        from doascope.config import AnalysisConfig
+
+        return AnalysisConfig(**dict(self.options))
 
     @property
     def method(self) -> str:
-        o = dict(self.options)
-        return f"position:{o.get('search') or 'coarse-to-fine'}" if o.get("mode") == "position" else o["method"]
+        from doascope.config import DEFAULT_SEARCH
+
+        c = self.config()
+        return f"position:{c.search or DEFAULT_SEARCH}" if c.mode == "position" else c.method
+
+
+def job_options(args) -> dict:
+    """The analysis settings a task carries, from the command line: every AnalysisConfig field but
+    the tracker's (None: the mode's default); the profile and the method may also come per file from
+    a manifest."""
+    from doascope.app.config import analysis_from_args
+
+    return config_options(analysis_from_args(args))
+
+
+def config_options(cfg) -> dict:
+    """An AnalysisConfig as a Job's options: every field but the tracker's."""
+    return {k: getattr(cfg, k) for k in cfg.keywords() if k != "tracker"}
 
 
 @dataclass(frozen=True)
@@ -201,7 +215,7 @@ def _analysis(job: Job):
         from doascope.hardware_profiles import load_profile
 
         profile = load_profile(job.profile)
-        _CACHE[job] = (profile, localizer_for(job.args(), profile))
+        _CACHE[job] = (profile, localizer_for(job.config(), profile))
     profile, localizer = _CACHE[job]
     localizer.reset()
     return profile, localizer
@@ -257,7 +271,7 @@ def run_task(task: Task) -> dict:
         from doascope.app.commands import require_one_block
 
         profile, loc = _analysis(task.job)
-        position = dict(task.job.options).get("mode") == "position"
+        position = task.job.config().mode == "position"
         adv = loc.block_advance
         if task.stop is None:       # the whole file
             audio, fs = read_recording(task.file, profile)
@@ -335,7 +349,7 @@ def job_info(job: Job, chunk_seconds: float):
         from doascope.hardware_profiles import load_profile
 
         profile = load_profile(job.profile)
-        loc = localizer_for(job.args(), profile)
+        loc = localizer_for(job.config(), profile)
         adv = loc.block_advance
         chunk_blocks = STFT_CHUNK * max(1, round(chunk_seconds * profile.sample_rate / adv / STFT_CHUNK))
         _BUILT[job, chunk_seconds] = (profile, loc, chunk_blocks, settings_key(job, profile, chunk_blocks),
@@ -586,7 +600,7 @@ def run_batch(items: list[tuple[str, Job]], out, *, executor, resume: bool = Fal
 
 def register(subparsers) -> None:
     """Add the ``batch`` subcommand to the CLI's subparsers."""
-    from doascope.app.cli import add_analysis_options
+    from doascope.app.options import add_analysis_options
 
     p = subparsers.add_parser("batch", help="localize whole corpora into one Parquet table (local cores or Ray)")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -620,8 +634,7 @@ def cmd_batch(args) -> int:
         raise ParameterError(f"--chunk-minutes must be positive, got {args.chunk_minutes}")
     if args.jobs is not None and args.jobs < 1:
         raise ParameterError(f"--jobs must be at least 1, got {args.jobs}")
-    options = {k: getattr(args, k) for k in ANALYSIS}
-    options["band"] = tuple(options["band"])
+    options = job_options(args)
 
     def with_method(profile: str, method: str | None) -> Job:
         o = dict(options, method=method or options["method"])

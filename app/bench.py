@@ -19,13 +19,14 @@ import numpy as np
 
 from doascope.dsp import Localizer, circle_grid, find_peaks, make_estimator, stft
 from doascope.dsp.metrics import azimuth_errors
+from doascope.config import DEFAULT_BAND, DEFAULT_FRAMES_PER_BLOCK, default_nfft
 from doascope.hardware_profiles import load_profile
 
 FS = 16000
-NFFT = 512
-HOP = 256
-FRAMES = 8
-BAND = (300.0, 3500.0)
+NFFT = default_nfft(FS)
+HOP = NFFT // 2
+FRAMES = DEFAULT_FRAMES_PER_BLOCK
+BAND = DEFAULT_BAND
 OURS = ("srp-phat", "srp-dpd", "gcc-phat", "music", "normmusic")
 PRA = {"srp-phat": "SRP", "music": "MUSIC", "normmusic": "NormMUSIC"}
 SMOOTHING = (0.0, 0.5, 0.8)
@@ -512,7 +513,7 @@ os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 import numpy as np, torch
 torch.set_num_threads(1)
 from doascope.app.bench import BAND, FRAMES, _median_time
-from doascope.app.commands import default_nfft
+from doascope.config import default_nfft
 from doascope.app.scenes import random_scene
 from doascope.dsp import circle_grid, find_peaks, make_estimator, stft
 from doascope.hardware_profiles import load_profile
@@ -548,7 +549,7 @@ def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=DNN_
     """
     import torch
 
-    from doascope.app.commands import default_nfft
+    from doascope.config import default_nfft
     from doascope.app.scenes import random_scene
     from doascope.models.dnn import WEIGHTS_DIR, shipped_profile_for
 
@@ -633,7 +634,7 @@ def position_bench(quick: bool, out: dict, *, n_scenes: int | None = None) -> No
     times differ only by the search; triangulation uses the arrays' own far-field SRP-PHAT. Scored
     blocks: the talker speaks during at least half the block and the activity gate is open.
     """
-    from doascope.app.commands import position_defaults
+    from doascope.config import position_defaults
     from doascope.app.scenes import simulate_room
     from doascope.dsp.position import PositionLocalizer
 

@@ -56,13 +56,10 @@ def _autogroup() -> bool:
 
 
 def _job():
-    from doascope.app.batch import ANALYSIS, Job
-    from doascope.app.cli import build_parser
+    from doascope.app.batch import Job, config_options
+    from doascope.config import AnalysisConfig
 
-    args = build_parser().parse_args(["batch", "x", "--profile", PROFILE, "--out", "x", "--sources", "2"])
-    opts = {k: getattr(args, k) for k in ANALYSIS}
-    opts["band"] = tuple(opts["band"])
-    return Job(PROFILE, tuple(sorted(opts.items())))
+    return Job(PROFILE, tuple(sorted(config_options(AnalysisConfig(n_sources=2)).items())))
 
 
 def _cpu_seconds(pids=(), session: int | None = None) -> float:

@@ -14,79 +14,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 from doascope import DoascopeError, __version__
-
-
-def _band(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in text.replace(",", ":").split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"band must be FMIN:FMAX in Hz, e.g. 300:3500, got {text!r}") from None
-    if not 0 <= lo < hi:
-        raise argparse.ArgumentTypeError(f"band must satisfy 0 <= FMIN < FMAX, got {text!r}")
-    return lo, hi
-
-
-def _sources(text: str) -> int:
-    from doascope.dsp.extraction import source_count
-
-    try:
-        return source_count(text)
-    except DoascopeError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _track_timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"the track timeout must be a positive number of seconds, got {text!r}")
-    return value
-
-
-def add_analysis_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that localizes (locate, run, serve, gui)."""
-    # A plain table, not the estimator registry: the help must not load numba or scipy.
-    from doascope.methods import DEFAULT_METHOD, method_names
-
-    p.add_argument("--profile", "-p", required=True, help="shipped profile id (see `doascope profiles`) or a TOML path")
-    p.add_argument("--method", "-m", default=DEFAULT_METHOD, metavar="M",
-                   help=f"DOA method: {', '.join(method_names())} (default {DEFAULT_METHOD})")
-    p.add_argument("--sources", "-k", default="1", metavar="K",
-                   help="report at most K sources (1-8), or auto for up to 4; a peak is reported only when it "
-                        "passes the source-presence test (default 1)")
-    p.add_argument("--band", type=_band, default=(300.0, 3500.0), metavar="FMIN:FMAX", help="analysis band in Hz (default 300:3500)")
-    p.add_argument("--nfft", type=int, default=None, help="STFT size (default 512 at 16 kHz, scaled with the rate)")
-    p.add_argument("--hop", type=int, default=None, help="STFT hop (default nfft/2)")
-    p.add_argument("--block", type=int, default=8, metavar="FRAMES", help="STFT frames per block (default 8)")
-    p.add_argument("--grid", choices=["auto", "circle", "sphere"], default="auto",
-                   help="search grid: azimuth circle, sphere (upper half for planar arrays); auto picks by geometry")
-    p.add_argument("--resolution", type=float, default=None, metavar="DEG", help="grid spacing in degrees")
-    p.add_argument("--smoothing", type=float, default=0.5, metavar="A",
-                   help="temporal integration across blocks, 0 (none) to <1; delays estimates by A/(1-A) "
-                        "blocks on average (default 0.5)")
-    p.add_argument("--min-separation", type=float, default=20.0, metavar="DEG", help="minimum angle between reported sources")
-    p.add_argument("--weights", default=None, help="network weights for --method dnn")
-    p.add_argument("--mode", choices=["doa", "position"], default="doa",
-                   help="doa: directions (default); position: x, y, z in the room for profiles with a 'room'")
-    p.add_argument("--search", choices=["coarse-to-fine", "src", "grid", "triangulation"], default=None,
-                   help="position mode: global search (default coarse-to-fine); triangulation needs [[groups]]")
-
-
-def add_input_options(p: argparse.ArgumentParser) -> None:
-    """Where audio comes from: a device (default), a file, or a simulated room."""
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--device", "-d", default=None, help="input device number or part of its name (default: the system's)")
-    g.add_argument("--file", "-f", default=None, help="replay a multichannel recording")
-    g.add_argument("--sim", default=None, metavar="SCENE",
-                   help="a simulated room: two-talkers, crossing, talker-and-fan, circling")
-    p.add_argument("--loop", action="store_true", help="replay the file (or scene) forever")
-    p.add_argument("--speed", type=float, default=1.0, help="replay speed for --file/--sim (default real time)")
-    p.add_argument("--fast", action="store_true", help="replay as fast as the analysis goes")
-    p.add_argument("--track-timeout", type=_track_timeout, default=None, metavar="S",
-                   help="seconds a silent talker keeps its track id (hidden after 0.5 s; default 8): a talker who "
-                        "speaks again within the gate gets the same id")
+from doascope.app.options import add_analysis_options, add_gui_options, add_input_options  # noqa: F401  (re-exported)
 
 
 class Parser(argparse.ArgumentParser):
@@ -149,19 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     mqtt_options(p, serve=False)
 
     p = sub.add_parser("gui", help="the desktop GUI: live spatial spectrum, tracks and controls")
-    p.add_argument("--profile", "-p", default=None, help="profile to start with")
-    p.add_argument("--method", "-m", default=None, metavar="M", help="DOA method to start with (default srp-phat)")
-    p.add_argument("--sources", "-k", type=_sources, default=None, metavar="K",
-                   help="report at most K sources (1-8), or auto for up to 4 (default 1)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--device", "-d", default=None, help="start on this input device (number or part of its name)")
-    g.add_argument("--file", "-f", default=None, help="start by replaying this multichannel recording")
-    g.add_argument("--sim", default=None, metavar="SCENE",
-                   help="start on a simulated room: two-talkers, crossing, talker-and-fan, circling "
-                        "(the default input; rendering it takes a few seconds)")
-    p.add_argument("--tab", default=None, metavar="TITLE", help="open on this tab: Localization, CLIP, Meta-learning")
-    p.add_argument("--screenshot", default=None, metavar="PNG", help="with --quit-after: save the window first")
-    p.add_argument("--quit-after", type=float, default=None, metavar="S", help="close the window after S seconds")
+    add_gui_options(p)
 
     p = sub.add_parser("devices", help="list audio input devices and the profiles that match them")
 

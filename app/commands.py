@@ -1,4 +1,4 @@
-"""Offline subcommands: ``profiles`` and ``locate``, and the set-up every localizing command shares."""
+"""Offline subcommands: ``profiles`` and ``locate``."""
 
 from __future__ import annotations
 
@@ -6,57 +6,16 @@ import json
 import sys
 from contextlib import contextmanager
 
-import numpy as np
-
 from doascope import ParameterError
+from doascope.dsp.analysis import build_localizer
+from doascope.config import AnalysisConfig
 from doascope.hardware_profiles import Profile, list_profiles, load_profile
 
 
-def default_nfft(fs: int) -> int:
-    """About 32 ms, rounded to a power of two: 512 at 16 kHz, 2048 at 48 kHz."""
-    return int(2 ** round(np.log2(0.032 * fs)))
-
-
-def analysis_config(args):
-    """The AnalysisConfig the analysis options (see cli.add_analysis_options) describe."""
-    from doascope.app.engine import AnalysisConfig
-
-    return AnalysisConfig(method=args.method, n_sources=sources_option(args.sources), band=tuple(args.band), nfft=args.nfft,
-                          hop=args.hop, frames_per_block=args.block, grid=args.grid, resolution=args.resolution,
-                          smoothing=args.smoothing, min_separation=args.min_separation, weights=args.weights,
-                          mode=getattr(args, "mode", "doa"), search=getattr(args, "search", None),
-                          tracker=tracker_settings(args))
-
-
-def sources_option(value) -> int:
-    """--sources K (at most K sources) or auto, as a number; an error names the option."""
-    from doascope.dsp.extraction import source_count
-
-    try:
-        return source_count(value)
-    except ParameterError as exc:
-        raise ParameterError(f"--sources: {exc}") from None
-
-
-def tracker_settings(args) -> dict:
-    """The tracker settings the options set (--track-timeout), for either tracker."""
-    timeout = getattr(args, "track_timeout", None)
-    return {} if timeout is None else {"death_time": timeout}
-
-
-def build_localizer(args, profile: Profile):
-    """The offline Localizer (non-overlapping blocks) the analysis options describe, for ``profile``."""
-    from doascope.app.engine import build_localizer as build
-
-    return build(analysis_config(args), profile, profile.sample_rate)
-
-
-def localizer_for(args, profile: Profile):
-    """What ``locate`` (and ``batch``) analyse a recording with: the offline Localizer, or in
-    position mode the PositionLocalizer, the analysis options describe."""
-    if getattr(args, "mode", "doa") == "position":
-        return build_position_localizer(args, profile)
-    return build_localizer(args, profile)
+def localizer_for(config: AnalysisConfig, profile: Profile):
+    """What ``locate`` (and ``batch``) analyse a recording with: the offline Localizer (blocks not
+    overlapping), or in position mode the PositionLocalizer, at the profile's rate."""
+    return build_localizer(config, profile, profile.sample_rate)
 
 
 def require_one_block(path, n_samples: int, fs: int, localizer) -> None:
@@ -119,25 +78,23 @@ def block_record(t: float, found) -> dict:
 
 def cmd_locate(args) -> int:
     from doascope.app.audio import read_recording
+    from doascope.app.config import from_args
 
-    from doascope.app.validate import check_analysis_options, check_writable
-
+    config = from_args(args)
     profile = load_profile(args.profile)
-    check_analysis_options(args, profile)
-    check_writable(args.output, "--output")
-    check_writable(args.plot, "--plot")
-    position = getattr(args, "mode", "doa") == "position"
-    localizer = localizer_for(args, profile)
+    config.check(profile)
+    position = config.analysis.mode == "position"
+    localizer = localizer_for(config.analysis, profile)
     audio, fs = read_recording(args.file, profile)
     require_one_block(args.file, audio.shape[0], fs, localizer)
     columns = ("x", "y", "z", "power") if position else ("azimuth", "elevation", "power")
     track: list[tuple[float, float, float]] = []
-    with _open_output(args.output) as out:
-        if args.format == "csv":
+    with _open_output(config.outputs.output or "-") as out:
+        if config.outputs.format == "csv":
             out.write(",".join(("t", "rank") + columns) + "\n")
         for res in localizer.locate(audio, fs):
             found = res.sources if position else res.peaks
-            if args.format == "jsonl":
+            if config.outputs.format == "jsonl":
                 out.write(json.dumps(block_record(res.t, found)) + "\n")
             else:
                 if not found:
@@ -147,45 +104,13 @@ def cmd_locate(args) -> int:
                     out.write(f"{res.t:.4f},{rank}," + ",".join(str(d[k]) for k in columns) + "\n")
             if not position:
                 track.extend((res.t, p.azimuth, p.power) for p in found)
-    if args.plot and position:
+    plot = config.outputs.plot
+    if plot and position:
         print("doascope: --plot draws azimuths; it is ignored in position mode", file=sys.stderr)
-    elif args.plot:
+    elif plot:
         from doascope.app.plots import azimuth_plot
 
-        azimuth_plot(track, args.plot, title=f"{args.file} - {profile.name} - {args.method}",
+        azimuth_plot(track, plot, title=f"{args.file} - {profile.name} - {config.analysis.method}",
                      duration=audio.shape[0] / fs)
-        print(f"wrote {args.plot}", file=sys.stderr)
+        print(f"wrote {plot}", file=sys.stderr)
     return 0
-
-
-# --- position mode (distributed microphones) -----------------------------------------------------------
-
-def position_defaults(fs: int) -> dict:
-    """Analysis defaults for position mode. Distributed mics are metres apart: inter-mic delays of up
-    to ~20 ms need frames of ~128 ms (2048 at 16 kHz) for the PHAT cross-spectra to stay coherent,
-    and blocks of two frames with smoothing 0.7 give an estimate every 128 ms."""
-    return {"nfft": 4 * default_nfft(fs), "frames_per_block": 2, "smoothing": 0.7, "band": (200.0, min(7000.0, 0.45 * fs))}
-
-
-def build_position_localizer(args, profile: Profile, *, step: int | None = None):
-    """The PositionLocalizer the analysis options describe for a profile with a ``room``."""
-    from doascope.dsp.position import PositionLocalizer
-
-    if profile.room is None:
-        raise ParameterError(f"profile {profile.id} has no 'room': position mode needs distributed microphones "
-                             "in a room frame and the search volume room = [[xmin, xmax], [ymin, ymax], [zmin, zmax]]")
-    opts = position_defaults(profile.sample_rate)
-    # The shared analysis options keep their DOA defaults in the parser; only values a user changed
-    # override the position-mode defaults.
-    if getattr(args, "nfft", None):
-        opts["nfft"] = args.nfft
-    if getattr(args, "block", 8) != 8:
-        opts["frames_per_block"] = args.block
-    if getattr(args, "smoothing", 0.5) != 0.5:
-        opts["smoothing"] = args.smoothing
-    if tuple(getattr(args, "band", (300.0, 3500.0))) != (300.0, 3500.0):
-        opts["band"] = tuple(args.band)
-    search = getattr(args, "search", None) or "coarse-to-fine"
-    return PositionLocalizer(profile.positions, room=profile.room, fs=profile.sample_rate,
-                             hop=getattr(args, "hop", None), search=search, groups=profile.groups,
-                             n_sources=sources_option(args.sources), step=step, **opts)

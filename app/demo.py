@@ -20,13 +20,18 @@ def cmd_demo(args) -> int:
     from doascope.app.gui import display_available
 
     if not args.no_gui and display_available():
-        from types import SimpleNamespace
+        import argparse
 
         from doascope.app.gui.window import run_gui
+        from doascope.app.options import add_gui_options
 
-        return run_gui(SimpleNamespace(profile=args.profile, method=args.method, sources=2, sim="two-talkers",
-                                       file=None, device=None, autostart=True, quit_after=args.quit_after,
-                                       screenshot=None))
+        # The GUI's own options, so that it starts from the same settings as `doascope gui` would.
+        parser = argparse.ArgumentParser(prog="doascope gui")
+        add_gui_options(parser)
+        gui = ["--profile", args.profile, "--method", args.method, "--sources", "2", "--sim", "two-talkers"]
+        if args.quit_after is not None:
+            gui += ["--quit-after", str(args.quit_after)]
+        return run_gui(parser.parse_args(gui))
     return terminal_demo(args)
 
 
@@ -38,7 +43,8 @@ def terminal_demo(args) -> int:
 
     from doascope.app.plots import azimuth_plot
     from doascope.app.scenes import SourceSpec, simulate_scene
-    from doascope.dsp import Localizer, default_grid, make_estimator
+    from doascope.config import AnalysisConfig
+    from doascope.dsp.analysis import build_localizer
     from doascope.dsp.metrics import azimuth_errors
 
     from doascope.extras import require
@@ -57,12 +63,7 @@ def terminal_demo(args) -> int:
     wav = os.path.join(args.out, "scene.wav")
     sf.write(wav, device, fs)
 
-    from doascope.app.commands import default_nfft
-
-    nfft = default_nfft(fs)
-    est = make_estimator(args.method, profile.positions, fs=fs, nfft=nfft, grid=default_grid(profile.positions),
-                         n_sources=2)
-    loc = Localizer(est, n_sources=2, smoothing=0.5)
+    loc = build_localizer(AnalysisConfig(method=args.method, n_sources=2), profile, fs)
     results = list(loc.locate(scene.audio, fs))
     truth = [s.azimuth for s in scene.sources]
 

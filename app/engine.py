@@ -13,40 +13,20 @@ import logging
 import queue
 import threading
 import time
-import warnings
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from doascope import DoascopeError, DoascopeWarning, ParameterError
+from doascope import DoascopeError, ParameterError
 from doascope.app.ringbuffer import Overrun, RingBuffer
 from doascope.app.sources import AudioSource
+from doascope.dsp.analysis import build_localizer, doa_advice  # noqa: F401  (re-exported)
+from doascope.config import AnalysisConfig
 from doascope.hardware_profiles import Profile
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    """Everything the analysis is built from (see cli.add_analysis_options)."""
-
-    method: str = "srp-phat"
-    n_sources: int = 1
-    band: tuple[float, float] = (300.0, 3500.0)
-    nfft: int | None = None
-    hop: int | None = None
-    frames_per_block: int = 8
-    grid: str = "auto"
-    resolution: float | None = None
-    smoothing: float = 0.5
-    min_separation: float = 20.0
-    weights: str | None = None
-    tracker: dict = field(default_factory=dict)
-    mode: str = "doa"             # "position": x, y, z in the room (profiles with a room)
-    search: str | None = None     # position mode's global search
-    extraction: str | None = None  # how several sources are told apart (None: doascope.dsp.extraction's default)
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,49 +67,6 @@ Subscriber = Callable[[DoaFrame], None]
 ROOM_MAP_SPACING = 0.2
 
 
-def doa_advice(cfg: AnalysisConfig, profile: Profile) -> list[str]:
-    """Sentences about DOA settings that run but give poor answers for this profile."""
-    out = []
-    if profile.room is not None:
-        out.append(f"profile {profile.id} has microphones spread around a room: directions from their centre mean "
-                   "little (elevations far off); use --mode position for x, y, z in metres")
-    if cfg.grid == "sphere" and profile.geometry == "planar":
-        out.append(f"a sphere grid on the planar array {profile.id}: it cannot tell up from down and resolves "
-                   "elevation poorly, so elevations can be tens of degrees off and azimuths less reliable; "
-                   "--grid auto (an azimuth circle) is the better choice")
-    return out
-
-
-def build_localizer(cfg: AnalysisConfig, profile: Profile, fs: int, *, step: int | None = None):
-    """The Localizer (or, in position mode, PositionLocalizer) ``cfg`` describes for ``profile``
-    at ``fs``, producing one frame every ``step`` samples."""
-    from doascope.app.commands import default_nfft
-    from doascope.dsp import Localizer, default_grid, make_estimator
-
-    if cfg.n_sources < 1:
-        raise ParameterError(f"the number of sources must be at least 1, got {cfg.n_sources}")
-    if cfg.mode == "position":
-        from types import SimpleNamespace
-
-        from doascope.app.commands import build_position_localizer
-
-        args = SimpleNamespace(nfft=cfg.nfft, hop=cfg.hop, block=cfg.frames_per_block, smoothing=cfg.smoothing,
-                               band=cfg.band, search=cfg.search, sources=cfg.n_sources)
-        return build_position_localizer(args, profile, step=step)
-    if cfg.mode != "doa":
-        raise ParameterError(f"mode must be 'doa' or 'position', got {cfg.mode!r}")
-    for advice in doa_advice(cfg, profile):
-        warnings.warn(advice, DoascopeWarning, stacklevel=2)
-    nfft = cfg.nfft or default_nfft(fs)
-    hop = cfg.hop or nfft // 2
-    grid = default_grid(profile.positions, kind=cfg.grid, resolution=cfg.resolution)
-    options = {"weights": cfg.weights} if cfg.weights else {}
-    est = make_estimator(cfg.method, profile.positions, fs=fs, nfft=nfft, grid=grid, band=cfg.band,
-                         n_sources=cfg.n_sources, **options)
-    return Localizer(est, hop=hop, n_sources=cfg.n_sources, frames_per_block=cfg.frames_per_block,
-                     smoothing=cfg.smoothing, min_separation=cfg.min_separation, step=step, extraction=cfg.extraction)
-
-
 class Engine:
     """Runs the analysis of one source on its own thread.
 
@@ -148,11 +85,7 @@ class Engine:
         self.source = source
         self.profile = profile
         self.fs = source.fs
-        from doascope.app.commands import default_nfft, position_defaults
-
-        nfft = config.nfft or (position_defaults(self.fs)["nfft"] if config.mode == "position"
-                               else default_nfft(self.fs))
-        hop = config.hop or nfft // 2
+        hop = config.resolved(self.fs).hop
         if step_hops is None:
             step_hops = max(1, round(0.032 * self.fs / hop))
         self.step = hop * int(step_hops)

@@ -24,7 +24,7 @@ _ALIASES = {"t": "time", "time_s": "time", "az": "azimuth", "el": "elevation"}
 
 def register(subparsers) -> None:
     """Add the ``eval`` subcommand to the CLI's subparsers."""
-    from doascope.app.cli import add_analysis_options
+    from doascope.app.options import add_analysis_options
 
     p = subparsers.add_parser("eval", help="score localization of a labelled recording against its truth "
                                            "(LOCATA-style: MAE, accuracy, recall, precision, OSPA)")
@@ -101,18 +101,18 @@ def read_estimates_jsonl(path: str) -> list[tuple[float, list[dict]]]:
     return out
 
 
-def run_estimates(args, profile) -> tuple[list[tuple[float, list[dict]]], float]:
-    """Localize the recording with the analysis options: (t, sources) per block, and a block's length (s)."""
+def run_estimates(recording: str, config, profile) -> tuple[list[tuple[float, list[dict]]], float]:
+    """Localize ``recording`` with ``config`` (an AnalysisConfig): (t, sources) per block, and a
+    block's length (s)."""
     from doascope.app.api import one_blas_thread
     from doascope.app.audio import read_recording
-    from doascope.app.commands import analysis_config
-    from doascope.app.engine import build_localizer
+    from doascope.dsp.analysis import build_localizer
 
-    loc = build_localizer(analysis_config(args), profile, profile.sample_rate)
-    audio, fs = read_recording(args.recording, profile)
+    loc = build_localizer(config, profile, profile.sample_rate)
+    audio, fs = read_recording(recording, profile)
     if audio.shape[0] < loc.block_samples:
-        raise ParameterError(f"{args.recording} is shorter than one analysis block ({loc.block_samples / fs:.3f} s)")
-    position = args.mode == "position"
+        raise ParameterError(f"{recording} is shorter than one analysis block ({loc.block_samples / fs:.3f} s)")
+    position = config.mode == "position"
     with one_blas_thread():
         blocks = [(r.t, [s.as_dict() for s in (r.sources if position else r.peaks)]) for r in loc.locate(audio, fs)]
     return blocks, loc.block_samples / fs
@@ -141,12 +141,15 @@ def align(block_times: np.ndarray, truth_times: np.ndarray, tolerance: float) ->
 def cmd_eval(args) -> int:
     import numpy as np
 
+    from doascope.app.config import analysis_from_args
     from doascope.dsp import evaluation as ev
     from doascope.dsp.grids import directions
     from doascope.hardware_profiles import load_profile
 
+    config = analysis_from_args(args)
     profile = load_profile(args.profile)
-    position = args.mode == "position"
+    config.check_rate(profile.sample_rate, profile=profile.id)
+    position = config.mode == "position"
     kind, t_truth, truth = read_truth(args.truth)
     if position and kind != "position":
         raise ParameterError("position mode is scored against x, y, z truth; the truth file has directions")
@@ -154,7 +157,7 @@ def cmd_eval(args) -> int:
         blocks = read_estimates_jsonl(args.recording)
         block_s = float(np.median(np.diff([b[0] for b in blocks]))) if len(blocks) > 1 else 0.0
     else:
-        blocks, block_s = run_estimates(args, profile)
+        blocks, block_s = run_estimates(args.recording, config, profile)
     if not blocks:
         raise ParameterError(f"no blocks to score in {args.recording}")
     if kind == "position" and not position:   # directions from the array's origin
@@ -194,7 +197,7 @@ def cmd_eval(args) -> int:
         from doascope.app.plots import eval_plot
 
         eval_plot([(b_times[i], blocks[i][1]) for i in range(len(blocks))], t_truth, truth, args.plot,
-                  position=position, title=f"{args.recording} - {profile.name} - {args.method}")
+                  position=position, title=f"{args.recording} - {profile.name} - {config.method}")
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 

@@ -9,20 +9,7 @@ import sys
 from doascope import DoascopeError, ParameterError
 
 
-def _line(msg: dict) -> str:
-    if msg.get("type") == "meta":
-        return (f"meta: {msg.get('name')} ({msg.get('profile')}), {msg.get('fs')} Hz, method {msg.get('method')}, "
-                f"{len(msg.get('mics', []))} mics, grid {msg.get('grid', {}).get('description')}")
-    if msg.get("type") == "doa":
-        tracks = "  ".join(_track(t) for t in msg.get("tracks", [])) or "-"
-        return f"t={msg['t']:8.3f} seq={msg['seq']:6d}  tracks: {tracks}"
-    return json.dumps(msg)
-
-
-def _track(t: dict) -> str:
-    if "azimuth" in t:
-        return f"#{t['id']} {t['azimuth']:6.1f}/{t['elevation']:5.1f} ({t['activity']:.2f})"
-    return f"#{t['id']} ({t['x']:.2f}, {t['y']:.2f}, {t['z']:.2f}) m ({t['activity']:.2f})"  # position mode
+from doascope.app.protocol import describe as _line  # noqa: E402  (the one-line text of a message)
 
 
 def _show(text: str, args) -> dict | None:

@@ -214,7 +214,7 @@ def cmd_listen(args) -> int:
     """Print the messages of one array (--mqtt-name) or of every array on the broker."""
     import json
 
-    from doascope.app.listen import _line
+    from doascope.app.protocol import describe as _line
 
     mqtt = _paho()
     host, port = parse_broker(args.mqtt, tls=bool(args.mqtt_tls or args.mqtt_ca))

@@ -28,7 +28,7 @@ ODAS_SLOTS = 4                  # ODAS sends a fixed number of source slots per 
 
 def meta(engine, profile, cfg=None) -> dict:
     """The first message on a connection; ``cfg`` overrides the engine's settings (just changed)."""
-    cfg = cfg or engine.config
+    cfg = (cfg or engine.config).resolved(engine.fs)   # the mode's defaults filled in, as they run
     if cfg.mode == "position":
         # Positions in the room frame: tracks and peaks carry x, y, z in metres, and the spectrum
         # (on request) is the top-down response map over the room.
@@ -37,7 +37,7 @@ def meta(engine, profile, cfg=None) -> dict:
 
         nx, ny = (int(round((hi - lo) / step)) for lo, hi in room[:2])
         grid = {"kind": "room", "points": nx * ny, "resolution": step, "room": room.tolist(),
-                "description": f"room map {nx} x {ny} at {step:g} m, search: {cfg.search or 'coarse-to-fine'}"}
+                "description": f"room map {nx} x {ny} at {step:g} m, search: {cfg.search}"}
         axes = ROOM_AXES
     else:
         g = engine.localizer.estimator.grid
@@ -179,7 +179,7 @@ def control_changes(msg: dict) -> dict:
                 raise ParameterError('"band" must satisfy 0 <= fmin < fmax')
             value = (float(value[0]), float(value[1]))
         elif key == "sources":
-            from doascope.dsp.extraction import source_count
+            from doascope.config import source_count
 
             try:
                 value = source_count(value)
@@ -191,6 +191,23 @@ def control_changes(msg: dict) -> dict:
             raise ParameterError('"min_separation" must be between 0 and 180 degrees')
         out[_CONTROL_KEYS[key]] = value
     return out
+
+
+def describe(msg: dict) -> str:
+    """A service message (meta, doa, or anything else) as one line of text, as `doascope listen` prints it."""
+    if msg.get("type") == "meta":
+        return (f"meta: {msg.get('name')} ({msg.get('profile')}), {msg.get('fs')} Hz, method {msg.get('method')}, "
+                f"{len(msg.get('mics', []))} mics, grid {msg.get('grid', {}).get('description')}")
+    if msg.get("type") == "doa":
+        tracks = "  ".join(_track(t) for t in msg.get("tracks", [])) or "-"
+        return f"t={msg['t']:8.3f} seq={msg['seq']:6d}  tracks: {tracks}"
+    return json.dumps(msg)
+
+
+def _track(t: dict) -> str:
+    if "azimuth" in t:
+        return f"#{t['id']} {t['azimuth']:6.1f}/{t['elevation']:5.1f} ({t['activity']:.2f})"
+    return f"#{t['id']} ({t['x']:.2f}, {t['y']:.2f}, {t['z']:.2f}) m ({t['activity']:.2f})"  # position mode
 
 
 def dumps(msg: dict) -> str:

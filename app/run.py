@@ -11,19 +11,19 @@ import time
 import numpy as np
 
 from doascope import ParameterError
+from doascope.app.config import InputConfig
 from doascope.hardware_profiles import list_profiles, load_profile, match_device
 
 
-def make_source(args, profile):
-    """The AudioSource the input options (--device, --file, --sim) ask for."""
+def make_source(inp: InputConfig, profile):
+    """The AudioSource an input section (--device, --file, --sim) asks for."""
     from doascope.app.sources import LiveSource, file_source, sim_source
 
-    speed = 0.0 if getattr(args, "fast", False) else getattr(args, "speed", 1.0)
-    if getattr(args, "file", None):
-        return file_source(args.file, profile, speed=speed, loop=args.loop)
-    if getattr(args, "sim", None):
-        return sim_source(args.sim, profile, speed=speed, loop=args.loop)
-    return LiveSource(profile, args.device)
+    if inp.file:
+        return file_source(inp.file, profile, speed=inp.replay_speed, loop=inp.loop)
+    if inp.sim:
+        return sim_source(inp.sim, profile, speed=inp.replay_speed, loop=inp.loop)
+    return LiveSource(profile, inp.device)
 
 
 class StopRequest:
@@ -115,28 +115,28 @@ def cmd_run(args) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from doascope.app.commands import analysis_config
+    from doascope.app.config import from_args
     from doascope.app.engine import Engine
     from doascope.app.logs import set_printer
     from doascope.app.outputs import FrameWriter, RawRecorder
-    from doascope.app.validate import check_run_options
 
+    config = from_args(args)
     profile = load_profile(args.profile)
-    check_run_options(args, profile)
-    cfg = analysis_config(args)
-    source = make_source(args, profile)
-    engine = Engine(source, profile, cfg)
-    if args.duration and hasattr(source, "stop_after"):
+    config.check(profile)
+    duration, output, record = config.input.duration, config.outputs.output, config.outputs.record
+    source = make_source(config.input, profile)
+    engine = Engine(source, profile, config.analysis)
+    if duration and hasattr(source, "stop_after"):
         # A file or scene ends after exactly --duration seconds of audio (and the window that
         # analyses its last moment), however far ahead of the clock a fast replay runs.
-        source.stop_after = math.ceil(args.duration * source.fs) + engine.window
-    writer = FrameWriter(args.output) if args.output else None
+        source.stop_after = math.ceil(duration * source.fs) + engine.window
+    writer = FrameWriter(output) if output else None
     if writer:
         engine.subscribe(writer.put)
     stop = StopRequest().install()
     err = Console(stderr=True)
     # The recorder starts at the ring's sample 0, so it must exist before the source delivers any.
-    recorder = RawRecorder(args.record, engine.ring, engine.fs) if args.record else None
+    recorder = RawRecorder(record, engine.ring, engine.fs) if record else None
     outputs = [o for o in (writer, recorder) if o is not None]
     engine.start()
     view = TerminalView(engine, profile)
@@ -151,7 +151,7 @@ def cmd_run(args) -> int:
                 if any(o.failed.is_set() for o in outputs):
                     break
                 live.update(view.render())
-                if args.duration and _done(args.duration, engine.latest, source, time.monotonic() - t_start):
+                if duration and _done(duration, engine.latest, source, time.monotonic() - t_start):
                     break
     finally:
         set_printer(None)
@@ -176,7 +176,7 @@ def cmd_run(args) -> int:
           f"p99 {lat[1]:.1f} ms, xruns {f.xruns}, overruns {engine.overruns}"
           + (f", reconnected {source.recoveries}x" if getattr(source, "recoveries", 0) else "")
           + (f", {writer.dropped} frames not written (disk too slow)" if writer and writer.dropped else "")
-          + (f", wrote {args.output}" if writer else "") + (f", recorded {args.record}" if recorder else ""),
+          + (f", wrote {output}" if writer else "") + (f", recorded {record}" if recorder else ""),
           file=sys.stderr)
     if getattr(source, "lost_since", None) is not None:
         print(f"doascope: error: {source.error.replace(', retrying', '')} and it did not come back",

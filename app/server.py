@@ -428,11 +428,11 @@ class ServiceThread:
 
 
 def cmd_serve(args) -> int:
-    from doascope.app.commands import analysis_config
+    from doascope.app.config import from_args
     from doascope.app.engine import Engine
     from doascope.app.mqtt import publisher
     from doascope.app.run import make_source
-    from doascope.app.validate import check_analysis_options, check_input_options, check_ports_free
+    from doascope.app.validate import check_ports_free
     from doascope.hardware_profiles import load_profile
 
     if not is_loopback(args.host) and not args.allow_remote:
@@ -441,13 +441,13 @@ def cmd_serve(args) -> int:
     if args.allow_remote and not args.token:
         raise ParameterError("--allow-remote needs --token TOKEN (clients send it as ?token=... or a first line)")
     odas = parse_hostport(args.odas) if args.odas else None
+    config = from_args(args)
     profile = load_profile(args.profile)
-    check_analysis_options(args, profile)
-    check_input_options(args)
+    config.check(profile)
     check_ports_free(args.host, [("--port", args.port), ("--tcp-port", args.tcp_port)])
     mqtt = publisher(args, profile)  # None without --mqtt
-    source = make_source(args, profile)
-    engine = Engine(source, profile, analysis_config(args))
+    source = make_source(config.input, profile)
+    engine = Engine(source, profile, config.analysis)
     service = Service(engine, profile, token=args.token, origins=args.allow_origin or ())
 
     signals: list[int] = []

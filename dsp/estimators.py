@@ -26,7 +26,7 @@ ESTIMATORS: dict[str, type["Estimator"]] = {}
 # Methods whose module is imported only when asked for (torch stays out of the classical path).
 LAZY_ESTIMATORS: dict[str, str] = {name: module for name, module in METHODS.items() if module != __name__}
 
-DEFAULT_BAND = (300.0, 3500.0)
+from doascope.config import DEFAULT_BAND  # noqa: E402  (re-exported; the settings own it)
 
 
 def register(name: str):

@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from doascope import ParameterError
 from doascope.dsp.grids import Grid
 from doascope.dsp.peaks import Peak, find_peaks
 
-# `--sources K` means at most K; `auto` means up to AUTO_SOURCES.
-AUTO_SOURCES = 4
-MAX_SOURCES = 8
+# `--sources K` means at most K; `auto` means up to AUTO_SOURCES (owned, with the check, by doascope.config).
+from doascope.config import AUTO_SOURCES, MAX_SOURCES, source_count  # noqa: E402,F401  (re-exported)
 # Presence test against the block's strongest source.
 SECONDARY_SHARE = 0.2        # of the strongest source's frame votes
 SECONDARY_RELATIVE = 0.45    # of the strongest peak's power (methods without frame votes)
@@ -47,22 +45,6 @@ EXTRACTIONS = ("votes", "removal", "peaks")
 DEFAULT_EXTRACTION = "votes"
 # Spread of one frame's vote over the grid: about the scatter of single-frame maxima of one talker.
 VOTE_WIDTH_DEG = 4.0
-
-
-def source_count(value) -> int:
-    """The most sources to report: an integer in [1, MAX_SOURCES], or ``"auto"`` (AUTO_SOURCES)."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text == "auto":
-            return AUTO_SOURCES
-        try:
-            value = int(text)
-        except ValueError:
-            raise ParameterError(f"sources must be a whole number from 1 to {MAX_SOURCES}, or auto; "
-                                 f"got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_SOURCES:
-        raise ParameterError(f"sources must be a whole number from 1 to {MAX_SOURCES}, or auto; got {value!r}")
-    return int(value)
 
 
 def frame_vote_map(grid: Grid, points: np.ndarray, weights: np.ndarray, width_deg: float = VOTE_WIDTH_DEG) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit
 
 from doascope import SPEED_OF_SOUND, ParameterError
+from doascope.config import DEFAULT_BAND
 from doascope.dsp._checks import as_bins, as_positions, as_stft, band_bins, positive
 
 _EPS = np.float32(1e-20)
@@ -104,7 +105,7 @@ class GccPhat:
     correlations r (pairs, lags) float32 over ``lags`` (seconds).
     """
 
-    def __init__(self, positions, *, fs: float, nfft: int, band=(300.0, 3500.0),
+    def __init__(self, positions, *, fs: float, nfft: int, band=DEFAULT_BAND,
                  c: float = SPEED_OF_SOUND, upsample: int | None = None):
         self.positions = as_positions(positions)
         self.fs = positive("fs", fs)

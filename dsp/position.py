@@ -47,12 +47,11 @@ import numpy as np
 from numba import njit
 
 from doascope import SPEED_OF_SOUND, ParameterError
+from doascope.config import DEFAULT_BAND, DEFAULT_FRAMES_PER_BLOCK, SEARCHES
 from doascope.dsp._checks import as_positions, positive
 from doascope.dsp.activity import ActivityGate, energy_coherence
 from doascope.dsp.gcc import GccPhat
 from doascope.dsp.localizer import BlockStream
-
-SEARCHES = ("coarse-to-fine", "src", "grid", "triangulation")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -182,7 +181,7 @@ class SpatialSrp:
     (``grid_search``, ``coarse_to_fine``, ``src``) return (point (3,), response, SearchStats).
     """
 
-    def __init__(self, positions, *, room, fs: float, nfft: int, band=(300.0, 3500.0),
+    def __init__(self, positions, *, room, fs: float, nfft: int, band=DEFAULT_BAND,
                  c: float = SPEED_OF_SOUND, upsample: int = 4):
         self.positions = np.array(as_positions(positions), dtype=np.float64, order="C")  # writeable for numba
         self.room = as_room(room)
@@ -598,8 +597,8 @@ class PositionLocalizer(BlockStream):
     """
 
     def __init__(self, positions, *, room, fs: float, nfft: int = 512, hop: int | None = None,
-                 band=(300.0, 3500.0), search: str = "coarse-to-fine", groups=(), n_sources: int = 1,
-                 frames_per_block: int = 8, smoothing: float = 0.0, min_relative: float = 0.3,
+                 band=DEFAULT_BAND, search: str = "coarse-to-fine", groups=(), n_sources: int = 1,
+                 frames_per_block: int = DEFAULT_FRAMES_PER_BLOCK, smoothing: float = 0.0, min_relative: float = 0.3,
                  gate: ActivityGate | None = None, window: str = "hann", step: int | None = None,
                  c: float = SPEED_OF_SOUND, search_options: dict | None = None, weighting: float = 0.5):
         if search not in SEARCHES:

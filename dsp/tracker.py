@@ -40,7 +40,7 @@ _MAX_SPEED = math.radians(30.0)
 # in this time: duplicates move together, talkers walking past each other do not.
 _MERGE_HORIZON_S = 1.0
 # Seconds a silent talker keeps its id (the default of --track-timeout).
-TRACK_TIMEOUT = 8.0
+from doascope.config import TRACK_TIMEOUT  # noqa: E402,F401  (its owner: the settings)
 _OUT_OF_GATE = 1e6  # cost of a forbidden pair in the assignment (far above any angle in degrees)
 
 # Existence, as log-odds (0 = even odds): what one frame's evidence adds. Being the frame's strongest

@@ -96,7 +96,7 @@ def nominal_positions():
 
 
 def feature_spec(cfg: CalibConfig):
-    from doascope.dsp.estimators import DEFAULT_BAND
+    from doascope.config import DEFAULT_BAND
     from doascope.models.features import FeatureSpec
 
     return FeatureSpec(16000, 512, DEFAULT_BAND, n_lags=cfg.lags)
@@ -149,7 +149,7 @@ def block_examples(audio, feats, srp, labels_of, *, frames_per_block=8):
 
 def simulate_task(cfg: CalibConfig, index: int, cache_dir: Path | None = None) -> dict:
     """One task's blocks: x (n, F) float32, az (n,), srp (n,) and the perturbation (cached)."""
-    from doascope.app.scenes import SourceSpec, simulate_scene
+    from doascope.sim.scenes import SourceSpec, simulate_scene
     from doascope.dsp.estimators import make_estimator
     from doascope.dsp.grids import circle_grid
     from doascope.models.features import GccFeatures

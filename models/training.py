@@ -1,6 +1,6 @@
 """Training the DNN estimator for one array on simulated reverberant rooms.
 
-Data: :func:`doascope.app.scenes.random_scene` rooms (RT60, SNR, 1-3 speech and noise sources,
+Data: :func:`doascope.sim.scenes.random_scene` rooms (RT60, SNR, 1-3 speech and noise sources,
 random array placement and yaw), cut into the blocks the Localizer analyses; each block gives its
 own PHAT cross-spectra and the cross-spectra integrated over blocks (smoothing 0.5, as the engine
 does), labelled with the azimuths of the sources active in it. The cross-spectra are cached as npz
@@ -79,8 +79,7 @@ class TrainSettings:
 
 def default_spec(profile, settings: TrainSettings) -> FeatureSpec:
     """The features ``settings`` ask for, at the profile's rate with the engine's FFT and band."""
-    from doascope.app.commands import default_nfft
-    from doascope.dsp.estimators import DEFAULT_BAND
+    from doascope.config import DEFAULT_BAND, default_nfft
 
     spec = FeatureSpec(int(profile.sample_rate), default_nfft(profile.sample_rate), DEFAULT_BAND,
                        n_lags=settings.lags, n_bands=settings.bands, kind=settings.features,
@@ -161,7 +160,7 @@ def _simulate_shard(positions, spec_dict: dict, settings_dict: dict, lo: int, hi
     Scene i draws everything from the generator [seed, i], so a shard is the same whichever process
     makes it and however many there are.
     """
-    from doascope.app.scenes import random_scene
+    from doascope.sim.scenes import random_scene
 
     settings = TrainSettings(**settings_dict)
     spec = FeatureSpec.from_dict(spec_dict)

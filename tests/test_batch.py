@@ -164,9 +164,7 @@ def _default_options() -> dict:
     from doascope.app.cli import build_parser
 
     args = build_parser().parse_args(["batch", "x", "-p", PROFILE, "--out", "x"])
-    opts = {k: getattr(args, k) for k in batch.ANALYSIS}
-    opts["band"] = tuple(opts["band"])
-    return opts
+    return batch.job_options(args)
 
 
 def test_manifest_gives_profile_and_method_per_file(capsys, corpus, tmp_path):
@@ -197,20 +195,19 @@ def test_position_mode_rows_equal_locate(capsys, tmp_path):
 def test_stream_state_restores_exactly():
     """BlockStream.state/restore: a recording cut at a block and continued from the state there gives
     the one-pass blocks exactly (what a chunk re-run from its predecessor's state relies on)."""
-    from types import SimpleNamespace
-
+    from doascope.app import batch
     from doascope.app.commands import localizer_for
 
     prof = load_profile(PROFILE)
     audio = mixture(prof.positions, prof.sample_rate, [20.0, 160.0], seconds=4.0, seed=5, snr_db=10)
-    args = SimpleNamespace(**_default_options(), profile=PROFILE)
-    loc = localizer_for(args, prof)
+    config = batch.Job(PROFILE, tuple(sorted(_default_options().items()))).config()
+    loc = localizer_for(config, prof)
     one = [(r.start, r.t, r.peaks, r.active) for r in loc.locate(audio, prof.sample_rate)]
     cut = 11 * loc.block_advance
     loc.reset()
     head = list(loc.locate(audio[:cut + loc.block_samples - loc.block_advance], prof.sample_rate))
     state = loc.state()
-    other = localizer_for(args, prof)
+    other = localizer_for(config, prof)
     other.restore(state)
     tail = [(r.start, r.t, r.peaks, r.active) for r in other.locate(audio[cut:], prof.sample_rate, offset=cut)]
     assert len(head) == 11 and tail == one[11:]
@@ -243,9 +240,7 @@ def test_chunked_file_equals_one_pass(capsys, tmp_path):
     out = tmp_path / "chunked.parquet"
     # run_batch itself, for its summary, on the Job the command builds from these options.
     args = build_parser().parse_args(["batch", str(busy), str(gap), "-p", PROFILE, "--out", str(out), *options])
-    opts = {k: getattr(args, k) for k in batch.ANALYSIS}
-    opts["band"] = tuple(opts["band"])
-    job = batch.Job(PROFILE, tuple(sorted(opts.items())))
+    job = batch.Job(PROFILE, tuple(sorted(batch.job_options(args).items())))
     items = batch.collect_inputs([str(busy), str(gap)], job, None)
     pool = batch.LocalPool(2)
     try:

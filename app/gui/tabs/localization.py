@@ -5,16 +5,17 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from types import SimpleNamespace
 
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from doascope import DoascopeError
+from doascope.app.config import InputConfig
 from doascope.app.gui.jobs import Job
 from doascope.app.gui.tabs import Tab
 from doascope.app.gui.widgets import AzElMap, LevelMeters, PolarPlot, RoomMap, Waterfall
 from doascope.app.simulation import PRESETS
+from doascope.config import DEFAULT_BAND, DEFAULT_METHOD, DEFAULT_SMOOTHING, AnalysisConfig
 
 INPUTS = ("Simulated room", "File", "Device")
 HISTORY_SECONDS = (10, 30, 60, 120, 300)
@@ -87,15 +88,15 @@ class LocalizationTab(Tab):
         form.addRow("Profile", self.profile)
         self.method = W.QComboBox()
         self.method.addItems([m for m in available_methods()])
-        self.method.setCurrentText("srp-phat")
+        self.method.setCurrentText(DEFAULT_METHOD)
         form.addRow("Method", self.method)
         band_row = W.QHBoxLayout()
         self.fmin, self.fmax = W.QSpinBox(), W.QSpinBox()
-        for box, value in ((self.fmin, 300), (self.fmax, 3500)):
+        for box, value in zip((self.fmin, self.fmax), DEFAULT_BAND):
             box.setRange(0, 24000)
             box.setSingleStep(100)
             box.setSuffix(" Hz")
-            box.setValue(value)
+            box.setValue(int(value))
             band_row.addWidget(box)
         form.addRow("Band", band_row)
         self.sources = W.QSpinBox()
@@ -104,7 +105,7 @@ class LocalizationTab(Tab):
         self.smoothing = W.QDoubleSpinBox()
         self.smoothing.setRange(0.0, 0.95)
         self.smoothing.setSingleStep(0.05)
-        self.smoothing.setValue(0.5)
+        self.smoothing.setValue(DEFAULT_SMOOTHING)
         form.addRow("Smoothing", self.smoothing)
         self.gate = W.QDoubleSpinBox()
         self.gate.setToolTip("how far a detection may be from a track's prediction and still update it")
@@ -302,9 +303,7 @@ class LocalizationTab(Tab):
         gate = {"gate_m": self.gate.value()} if self.gate_mode == "position" else {"gate_deg": self.gate.value()}
         return {**gate, "death_time": self.death.value()}
 
-    def _config(self, profile):
-        from doascope.app.engine import AnalysisConfig
-
+    def _config(self, profile) -> AnalysisConfig:
         if profile.room is not None:  # distributed microphones: positions in the room, own defaults
             return AnalysisConfig(method=self.method.currentText(), n_sources=self.sources.value(), mode="position",
                                   tracker=self._tracker_params())
@@ -312,14 +311,14 @@ class LocalizationTab(Tab):
                               band=(float(self.fmin.value()), float(self.fmax.value())),
                               smoothing=self.smoothing.value(), tracker=self._tracker_params())
 
-    def _source_args(self) -> SimpleNamespace:
+    def _source_args(self) -> InputConfig:
         kind = self.input_kind.currentText()
         dev = self.device.currentData()
         if dev is None and self.device.currentText():
             dev = self.device.currentText()
-        return SimpleNamespace(file=self.file_path.text() if kind == INPUTS[1] else None,
-                               sim=self.scene.currentText() if kind == INPUTS[0] else None,
-                               device=dev if kind == INPUTS[2] else None, loop=True, speed=1.0, fast=False)
+        return InputConfig(file=(self.file_path.text() or None) if kind == INPUTS[1] else None,
+                           sim=self.scene.currentText() if kind == INPUTS[0] else None,
+                           device=dev if kind == INPUTS[2] else None, loop=True)
 
     def _toggle(self, checked: bool) -> None:
         self.start() if checked else self.stop()

@@ -1,0 +1,193 @@
+"""The package's layers and start-up: every import of every module (at the top or inside a
+function) follows app -> models -> sim -> dsp, with doascope's top-level modules and the hardware
+profiles open to all; no two modules import each other, directly or around a loop; and the help,
+every subcommand's help and argument errors load no numba, scipy or torch."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import doascope
+
+# The installed package (tests run against it): doascope/__init__.py's folder holds every layer.
+ROOT = Path(doascope.__file__).resolve().parent
+
+# layer -> the layers it may import; "top" is doascope itself and its plain modules (config,
+# methods, extras), "hardware_profiles" the profile loader.
+ALLOWED = {
+    "top": {"top"},
+    "hardware_profiles": {"top", "hardware_profiles"},
+    "dsp": {"top", "hardware_profiles", "dsp"},
+    "sim": {"top", "hardware_profiles", "dsp", "sim"},
+    "models": {"top", "hardware_profiles", "dsp", "sim", "models"},
+    "app": {"top", "hardware_profiles", "dsp", "sim", "models", "app"},
+}
+
+# Function-level imports between a command module and its helpers, which the planned split of
+# app/bench.py and app/batch.py into sub-packages removes (they cannot fail at import time: each
+# side imports the other only when it runs). This list may only shrink.
+KNOWN_LAZY_CYCLES = [
+    {"doascope.app.batch", "doascope.app.batch_ray"},
+    {"doascope.app.bench", "doascope.app.bench_batch", "doascope.app.bench_tracking"},
+]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if any(p.startswith((".", "_build")) or p in ("tests", "build") for p in parts[:-1]):
+            continue
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        out[".".join(("doascope",) + parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(path: Path, *, top_level_only: bool) -> set[str]:
+    """The doascope modules ``path`` imports (a name imported from a package counts as its module)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "doascope"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "doascope":
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                found.add(sub if sub in MODULES else node.module)
+    return {m for m in found if m in MODULES}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1 or parts[1] not in ALLOWED:
+        return "top"
+    return parts[1]
+
+
+def _graph(*, top_level_only: bool) -> dict[str, set[str]]:
+    return {m: _imports(p, top_level_only=top_level_only) - {m} for m, p in MODULES.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(comp)
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_walk_sees_every_layer():
+    layers = {_layer(m) for m in MODULES}
+    assert layers == set(ALLOWED), layers
+    assert {"doascope.config", "doascope.sim.scenes", "doascope.dsp.analysis", "doascope.app.config"} <= set(MODULES)
+
+
+def test_imports_follow_the_layers():
+    wrong = [f"{m} imports {i}" for m, deps in _graph(top_level_only=False).items() for i in sorted(deps)
+             if _layer(i) not in ALLOWED[_layer(m)]]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycles_at_module_level():
+    assert _cycles(_graph(top_level_only=True)) == []
+
+
+def test_no_import_cycles_through_lazy_imports():
+    cycles = _cycles(_graph(top_level_only=False))
+    assert [c for c in cycles if c not in KNOWN_LAZY_CYCLES] == [], cycles
+
+
+def test_app_scenes_is_the_simulation_module():
+    """The simulation moved to doascope.sim; the old import path is the very same module."""
+    import doascope.app.scenes
+    import doascope.app.signals
+    import doascope.sim.scenes
+    import doascope.sim.signals
+
+    assert doascope.app.scenes is doascope.sim.scenes and doascope.app.signals is doascope.sim.signals
+
+
+HEAVY = ("numba", "scipy", "torch")
+
+
+def _loaded_after(argvs: list[list[str]]) -> dict:
+    """Run doascope's main on each argv in one fresh interpreter; the heavy modules then loaded, and
+    each exit code."""
+    code = f"""
+import json, sys
+from doascope.app.cli import main
+codes = []
+for argv in {argvs!r}:
+    try:
+        codes.append(main(argv))
+    except SystemExit as exc:
+        codes.append(exc.code)
+print(json.dumps({{"codes": codes, "loaded": sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _subcommands() -> list[str]:
+    import argparse
+
+    from doascope.app.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(sub.choices)
+
+
+def test_help_loads_no_kernels():
+    commands = _subcommands()
+    assert {"locate", "run", "serve", "gui", "bench", "batch", "train", "eval"} <= set(commands)
+    res = _loaded_after([["--help"]] + [[c, "--help"] for c in commands])
+    assert res["loaded"] == [] and set(res["codes"]) == {0}
+
+
+@pytest.mark.parametrize("argv", [
+    ["locate", "x.wav", "-p", "respeaker_usb_v2", "--band", "9"],          # argparse's type check
+    ["locate", "x.wav", "-p", "respeaker_usb_v2", "--smoothing", "2"],     # the configuration's check
+    ["locate", "x.wav", "-p", "respeaker_usb_v2", "--sources", "99"],
+    ["run", "-p", "respeaker_usb_v2", "--track-timeout", "0"],
+    ["run", "-p", "respeaker_usb_v2", "--sim", "two-talkers", "--speed", "-1"],
+    ["gui", "--sources", "99"],
+    ["locate", "x.wav"],                                                   # a missing option
+    ["no-such-command"],
+])
+def test_argument_errors_load_no_kernels(argv):
+    res = _loaded_after([argv])
+    assert res["loaded"] == [] and res["codes"] == [2]
