@@ -165,7 +165,9 @@ def parse_client_message(text) -> dict:
 
 
 def control_changes(msg: dict) -> dict:
-    """Engine.configure keyword arguments from a validated control message (types checked here)."""
+    """Engine.configure keyword arguments from a validated control message. Only the JSON types are
+    checked here; the values' ranges are doascope.config.AnalysisConfig's, whose error
+    :func:`setting_message` words with the message's own key."""
     out = {}
     for key, value in msg["set"].items():
         if key == "method":
@@ -175,8 +177,6 @@ def control_changes(msg: dict) -> dict:
             if (not isinstance(value, list) or len(value) != 2
                     or not all(_is_number(v) for v in value)):
                 raise ParameterError('"band" must be [fmin, fmax] in Hz')
-            if not 0 <= value[0] < value[1]:
-                raise ParameterError('"band" must satisfy 0 <= fmin < fmax')
             value = (float(value[0]), float(value[1]))
         elif key == "sources":
             from doascope.config import source_count
@@ -187,10 +187,14 @@ def control_changes(msg: dict) -> dict:
                 raise ParameterError(f'"sources": {exc}') from None
         elif not _is_number(value):
             raise ParameterError(f'"{key}" must be a number')
-        elif key == "min_separation" and not 0 <= value <= 180:
-            raise ParameterError('"min_separation" must be between 0 and 180 degrees')
         out[_CONTROL_KEYS[key]] = value
     return out
+
+
+def setting_message(exc) -> str:
+    """A doascope.config.SettingError worded with the control message's key (``"band": ...``)."""
+    key = {v: k for k, v in _CONTROL_KEYS.items()}.get(exc.setting, exc.setting)
+    return f'"{key}": {exc.detail}'
 
 
 def describe(msg: dict) -> str:

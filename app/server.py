@@ -26,6 +26,7 @@ from collections import deque
 from urllib.parse import parse_qs, urlparse
 
 from doascope import DoascopeError, ParameterError
+from doascope.config import SettingError
 from doascope.app import protocol, web
 
 QUEUE_FRAMES = 64            # per client: ~2 s of frames at 30 per second
@@ -150,6 +151,8 @@ class Service:
             for c in self.clients:
                 c.push(meta)
             return protocol.dumps({"v": protocol.VERSION, "type": "ack", "set": msg["set"]})
+        except SettingError as exc:
+            return protocol.dumps(protocol.error(protocol.setting_message(exc)))
         except DoascopeError as exc:
             return protocol.dumps(protocol.error(str(exc)))
         except Exception as exc:  # a bug of ours must not cost the client its connection, nor others theirs

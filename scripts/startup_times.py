@@ -1,7 +1,11 @@
 """Start-up wall time of doascope commands: median of N runs each, in this one run of the script,
 next to `python -c pass` as the reference (the interpreter's own start).
 
-    python scripts/startup_times.py [--runs 7] [--doascope PATH]
+    python scripts/startup_times.py [--runs 7] [--before SITE_DIR]
+
+Each command runs as `python -m doascope.app.cli ...` with the installed doascope; with --before, also
+with another doascope installed in SITE_DIR (e.g. `pip install --no-deps --target SITE_DIR <old tree>`),
+the two interleaved run by run so that both see the same machine load.
 """
 
 from __future__ import annotations
@@ -15,13 +19,10 @@ import tempfile
 import time
 
 
-def _median_wall(cmd: list[str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _wall(cmd: list[str], env: dict) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env)
+    return time.perf_counter() - t0
 
 
 def _one_second_file(folder: str) -> str:
@@ -37,23 +38,34 @@ def _one_second_file(folder: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--doascope", default=os.path.join(os.path.dirname(sys.executable), "doascope"))
+    ap.add_argument("--before", default=None, metavar="SITE_DIR", help="an older doascope to compare with")
     a = ap.parse_args()
+    variants = {"now": dict(os.environ)}
+    if a.before:
+        variants = {"before": dict(os.environ, PYTHONPATH=a.before), **variants}
+    cli = [sys.executable, "-m", "doascope.app.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         wav = _one_second_file(tmp)
         cases = [
             ("python -c pass", [sys.executable, "-c", "pass"]),
-            ("doascope --help", [a.doascope, "--help"]),
-            ("doascope locate --help", [a.doascope, "locate", "--help"]),
-            ("doascope locate --band 9 (error)", [a.doascope, "locate", wav, "-p", "respeaker_usb_v2", "--band", "9"]),
-            ("doascope locate 1 s file", [a.doascope, "locate", wav, "-p", "respeaker_usb_v2"]),
+            ("doascope --help", cli + ["--help"]),
+            ("doascope locate --help", cli + ["locate", "--help"]),
+            ("doascope locate --band 9 (error)", cli + ["locate", wav, "-p", "respeaker_usb_v2", "--band", "9"]),
+            ("doascope locate (1 s file)", cli + ["locate", wav, "-p", "respeaker_usb_v2"]),
         ]
-        subprocess.run(cases[-1][1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fill the caches
-        ref = None
+        for env in variants.values():   # fill the numba caches
+            subprocess.run(cases[-1][1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        print(f"median wall seconds of {a.runs} runs (x: times python -c pass)")
+        print(f"{'':36s}" + "".join(f"{name:>18s}" for name in variants))
+        ref = {}
         for label, cmd in cases:
-            t = _median_wall(cmd, a.runs)
-            ref = ref or t
-            print(f"{label:38s} {t:6.3f} s  ({t / ref:5.1f}x python -c pass)")
+            times = {name: [] for name in variants}
+            for _ in range(a.runs):
+                for name, env in variants.items():
+                    times[name].append(_wall(cmd, env))
+            med = {name: statistics.median(t) for name, t in times.items()}
+            ref = ref or med
+            print(f"{label:36s}" + "".join(f"{med[n]:8.3f} s ({med[n] / ref[n]:5.1f}x)" for n in variants))
     return 0
 
 

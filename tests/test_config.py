@@ -144,3 +144,29 @@ def test_help_quotes_the_defaults_of_the_config():
     assert f"default {DEFAULT_BAND[0]:g}:{DEFAULT_BAND[1]:g}" in text
     assert f"default {DEFAULT_SMOOTHING:g}; position mode 0.7" in text
     assert json.dumps(DEFAULT_FRAMES_PER_BLOCK) in text
+
+
+def test_service_control_checks_are_the_configs_and_name_the_message_key():
+    """A control message's values are checked by AnalysisConfig (through Engine.configure); the reply
+    names the message's own key, and a good change is applied to the requested settings."""
+    import asyncio
+
+    from doascope.app.engine import Engine
+    from doascope.app.server import Service
+    from doascope.app.sources import ArraySource
+
+    pytest.importorskip("websockets")
+    prof = load_profile("respeaker_4mic_hat")
+    src = ArraySource(np.zeros((16000, prof.channels), np.float32), prof.sample_rate, prof.mic_channels)
+    service = Service(Engine(src, prof, AnalysisConfig()), prof)   # never started: configure() validates
+
+    def reply(settings: dict) -> dict:
+        text = json.dumps({"type": "control", "set": settings})
+        return json.loads(asyncio.run(service.handle_control(None, text)))
+
+    for settings, key in (({"smoothing": 1.5}, '"smoothing": '), ({"band": [3000, 300]}, '"band": '),
+                          ({"min_separation": 400}, '"min_separation": ')):
+        answer = reply(settings)
+        assert answer["type"] == "error" and answer["error"].startswith(key), answer
+    assert reply({"smoothing": 0.25, "band": [200, 4000]})["type"] == "ack"
+    assert service.engine._requested.smoothing == 0.25 and service.engine._requested.band == (200.0, 4000.0)

@@ -191,3 +191,29 @@ def test_help_loads_no_kernels():
 def test_argument_errors_load_no_kernels(argv):
     res = _loaded_after([argv])
     assert res["loaded"] == [] and res["codes"] == [2]
+
+
+def _numba_kernels():
+    """(module, function, decorator call) of every @njit/@jit in the package."""
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef):
+                for deco in node.decorator_list:
+                    target = deco.func if isinstance(deco, ast.Call) else deco
+                    name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+                    if name in ("njit", "jit"):
+                        yield module, node.name, deco
+
+
+def test_every_kernel_is_compiled_at_import_and_cached():
+    """An explicit signature compiles (or loads from the on-disk cache) a kernel when its module is
+    imported, i.e. when the localizer is built, so the first block never waits for compilation;
+    cache=True keeps the compiled code across runs."""
+    kernels = list(_numba_kernels())
+    assert len(kernels) >= 8
+    lazy = [f"{m}.{f}" for m, f, d in kernels
+            if not (isinstance(d, ast.Call) and d.args and isinstance(d.args[0], (ast.Constant, ast.List)))]
+    uncached = [f"{m}.{f}" for m, f, d in kernels
+                if not (isinstance(d, ast.Call) and any(k.arg == "cache" and getattr(k.value, "value", None) is True
+                                                        for k in d.keywords))]
+    assert not lazy and not uncached, (lazy, uncached)
