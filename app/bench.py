@@ -143,13 +143,15 @@ import numpy as np, soundfile as sf, pyroomacoustics as pra
 path, out = sys.argv[1], sys.argv[2]
 x, fs = sf.read(path, dtype="float32", always_2d=True)
 L = np.array(json.loads(sys.argv[3]))[:, :2].T
-nfft, hop, frames = 512, 256, 8
+from doascope.config import DEFAULT_BAND, DEFAULT_FRAMES_PER_BLOCK, default_nfft
+nfft, frames = default_nfft(fs), DEFAULT_FRAMES_PER_BLOCK
+hop = nfft // 2
 X = pra.transform.stft.analysis(x, nfft, hop, win=pra.hann(nfft))  # (frames, freqs, mics)
 X = np.ascontiguousarray(X.transpose(2, 1, 0))
 doa = pra.doa.algorithms["SRP"](L, fs, nfft, c=343.0, num_src=1, azimuth=np.radians(np.arange(360.0)))
 with open(out, "w") as fh:
     for b in range(X.shape[2] // frames):
-        doa.locate_sources(X[:, :, b * frames:(b + 1) * frames], num_src=1, freq_range=[300.0, 3500.0])
+        doa.locate_sources(X[:, :, b * frames:(b + 1) * frames], num_src=1, freq_range=list(DEFAULT_BAND))
         t = (b * frames * hop + ((frames - 1) * hop + nfft) / 2) / fs
         fh.write(json.dumps({"t": t, "sources": [{"azimuth": float(np.degrees(doa.azimuth_recon[0]))}]}) + "\n")
 """

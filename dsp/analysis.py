@@ -30,9 +30,14 @@ def doa_advice(cfg: AnalysisConfig, profile) -> list[str]:
 def build_localizer(cfg: AnalysisConfig, profile, fs: int, *, step: int | None = None):
     """The Localizer (or, in position mode, PositionLocalizer) ``cfg`` describes for ``profile``
     (a doascope.hardware_profiles.Profile) at ``fs`` Hz, producing one result every ``step``
-    samples (default: one block, blocks not overlapping)."""
+    samples (default: one block, blocks not overlapping).
+
+    Everything the first block needs is loaded here, not when it arrives: the Numba kernels (their
+    explicit signatures load them from the on-disk cache as their modules are imported) and the FFT.
+    """
     cfg.check_rate(fs, profile=profile.id)
     r = cfg.resolved(fs)
+    _prepare_stft(r.nfft, r.hop)
     if cfg.mode == "position":
         from doascope.dsp.position import PositionLocalizer
 
@@ -55,3 +60,13 @@ def build_localizer(cfg: AnalysisConfig, profile, fs: int, *, step: int | None =
                          n_sources=r.n_sources, **options)
     return Localizer(est, hop=r.hop, n_sources=r.n_sources, frames_per_block=r.frames_per_block,
                      smoothing=r.smoothing, min_separation=r.min_separation, step=step, extraction=r.extraction)
+
+
+def _prepare_stft(nfft: int, hop: int) -> None:
+    """One STFT of a silent frame: loads scipy.fft (about 0.1 s of imports here, several times that
+    on a Raspberry Pi), makes the window and plans the FFT size, so the first block does not wait."""
+    import numpy as np
+
+    from doascope.dsp.stft import stft
+
+    stft(np.zeros((nfft, 1), np.float32), nfft=nfft, hop=hop)

@@ -217,3 +217,28 @@ def test_every_kernel_is_compiled_at_import_and_cached():
                 if not (isinstance(d, ast.Call) and any(k.arg == "cache" and getattr(k.value, "value", None) is True
                                                         for k in d.keywords))]
     assert not lazy and not uncached, (lazy, uncached)
+
+
+@pytest.mark.parametrize("profile, mode, method", [("respeaker_usb_v2", "doa", "srp-phat"),
+                                                   ("respeaker_usb_v2", "doa", "normmusic"),
+                                                   ("room_walls_6mic", "position", "srp-phat")])
+def test_the_first_block_loads_nothing(profile, mode, method):
+    """Building the analysis loads every module the first block needs (kernels, FFT): the first
+    block, as the live engine and `locate` run it, imports nothing."""
+    code = f"""
+import json, sys
+import numpy as np
+from doascope.config import AnalysisConfig
+from doascope.dsp.analysis import build_localizer
+from doascope.hardware_profiles import load_profile
+prof = load_profile({profile!r})
+loc = build_localizer(AnalysisConfig(method={method!r}, mode={mode!r}, n_sources=2), prof, prof.sample_rate)
+before = set(sys.modules)
+x = 0.01 * np.random.default_rng(0).standard_normal((loc.block_samples, loc.n_mics)).astype(np.float32)
+from doascope.dsp.stft import stft
+loc.process(stft(x, nfft=loc.nfft, hop=loc.hop), 0, prof.sample_rate)
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -19,7 +19,7 @@ import pytest
 from helpers import angle_between, azimuth_error, mixture, plane_wave, unit_vector
 import reference as ref
 
-from doascope.app.commands import default_nfft
+from doascope.config import default_nfft
 from doascope.dsp import ESTIMATORS, Localizer, default_grid, find_peaks, make_estimator, sphere_grid, stft
 from doascope.dsp.metrics import azimuth_errors
 from doascope.hardware_profiles import list_profiles, load_profile

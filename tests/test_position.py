@@ -3,7 +3,6 @@ triangulation, room profiles with groups, and `locate --mode position`."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -253,11 +252,12 @@ def test_room_profiles_ship_apart_from_arrays():
 
 # --- locate --mode position ---------------------------------------------------------------------------
 
-def _locate_args(wav, **kw):
-    base = dict(file=str(wav), profile="room_walls_6mic", method="srp-phat", sources=1, band=(300.0, 3500.0),
-                nfft=None, hop=None, block=8, grid="auto", resolution=None, smoothing=0.5, min_separation=20.0,
-                weights=None, format="jsonl", output="-", plot=None, mode="position", search=None)
-    return argparse.Namespace(**{**base, **kw})
+def _locate_args(wav, *, profile="room_walls_6mic", format="jsonl", search=None):
+    """`doascope locate WAV --mode position ...` as the command line parses it (options not given: None)."""
+    from doascope.app.cli import build_parser
+
+    argv = ["locate", str(wav), "--profile", profile, "--mode", "position", "--format", format]
+    return build_parser().parse_args(argv + (["--search", search] if search else []))
 
 
 def test_locate_mode_position(tmp_path, capsys):
