@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -19,10 +20,14 @@ import tempfile
 import time
 
 
-def _wall(cmd: list[str], env: dict) -> float:
+def _run(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system) of one run of ``cmd``."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def _one_second_file(folder: str) -> str:
@@ -55,17 +60,20 @@ def main() -> int:
         ]
         for env in variants.values():   # fill the numba caches
             subprocess.run(cases[-1][1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        print(f"median wall seconds of {a.runs} runs (x: times python -c pass)")
-        print(f"{'':36s}" + "".join(f"{name:>18s}" for name in variants))
+        print(f"median of {a.runs} runs: wall seconds (x: times python -c pass), and CPU seconds (user + system, "
+              f"less sensitive to other load)")
+        print(f"{'':34s}" + "".join(f"{name + ' wall':>18s}{name + ' CPU':>11s}" for name in variants))
         ref = {}
         for label, cmd in cases:
-            times = {name: [] for name in variants}
+            runs = {name: [] for name in variants}
             for _ in range(a.runs):
                 for name, env in variants.items():
-                    times[name].append(_wall(cmd, env))
-            med = {name: statistics.median(t) for name, t in times.items()}
-            ref = ref or med
-            print(f"{label:36s}" + "".join(f"{med[n]:8.3f} s ({med[n] / ref[n]:5.1f}x)" for n in variants))
+                    runs[name].append(_run(cmd, env))
+            wall = {n: statistics.median(w for w, _ in r) for n, r in runs.items()}
+            cpu = {n: statistics.median(c for _, c in r) for n, r in runs.items()}
+            ref = ref or wall
+            print(f"{label:34s}" + "".join(f"{wall[n]:8.3f} s ({wall[n] / ref[n]:4.1f}x){cpu[n]:9.3f} s"
+                                           for n in variants))
     return 0
 
 
