@@ -16,6 +16,7 @@ import sys
 import time
 
 from doascope import DoascopeError, ParameterError
+from doascope.config import DEFAULT_FRAMES_PER_BLOCK, DEFAULT_SMOOTHING
 from doascope.models.meta_config import SINUSOID_ITERATIONS
 
 TORCH_HINT = "the meta-learning demo needs PyTorch: pip install 'doascope[dnn]'"
@@ -300,7 +301,8 @@ def read_labels(path) -> list[tuple[float, float, float]]:
     return rows
 
 
-def calibration_examples(audio, fs, features, segments, *, frames_per_block=8, smoothing=0.5):
+def calibration_examples(audio, fs, features, segments, *, frames_per_block=DEFAULT_FRAMES_PER_BLOCK,
+                         smoothing=DEFAULT_SMOOTHING):
     """Features and azimuths of the labelled stretches, as the network was trained on them.
 
     A per-frame network gets every STFT frame that lies inside a segment; a block network every block

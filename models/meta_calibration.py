@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from doascope import ParameterError
+from doascope.config import DEFAULT_FRAMES_PER_BLOCK
 
 PROFILE = "respeaker_usb_v2"
 N_OUT = 360
@@ -120,7 +121,7 @@ def perturb(nominal, rng, cfg: CalibConfig) -> tuple[np.ndarray, dict]:
     return pos, {"rotation_deg": rot, "scale": scale, "mic_error_rms_mm": float(np.sqrt((err ** 2).mean()) * 1e3)}
 
 
-def block_examples(audio, feats, srp, labels_of, *, frames_per_block=8):
+def block_examples(audio, feats, srp, labels_of, *, frames_per_block=DEFAULT_FRAMES_PER_BLOCK):
     """Features, azimuth labels and SRP-PHAT azimuths of every labelled block of ``audio``.
 
     ``labels_of(start, stop)`` gives the azimuth of a block of samples, or None to skip it.

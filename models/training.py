@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from doascope import ParameterError
+from doascope.config import DEFAULT_FRAMES_PER_BLOCK, DEFAULT_SMOOTHING
 from doascope.models.features import (
     FEATURE_VERSION,
     FeatureSpec,
@@ -50,8 +51,8 @@ class TrainSettings:
     rt60: tuple = (0.2, 1.0)
     snr: tuple = (-5.0, 30.0)
     source_weights: tuple = (0.4, 0.35, 0.25)   # P(1, 2, 3 sources)
-    frames_per_block: int = 8
-    smoothing: float = 0.5           # the integrated copy of each block
+    frames_per_block: int = DEFAULT_FRAMES_PER_BLOCK   # the engine's (doascope.config)
+    smoothing: float = DEFAULT_SMOOTHING               # the integrated copy of each block
     features: str = "phase"          # "phase" or "gcc" (see doascope.models.features)
     bands: int = 1                   # gcc: sub-bands in the features
     lags: int = 51                   # gcc: lags per pair and sub-band
