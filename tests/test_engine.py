@@ -345,8 +345,7 @@ def test_quick_successive_configure_calls_all_take_effect(prof):
         engine.configure(method="srp-phat")
         engine.configure(n_sources=3)
         engine.configure(smoothing=0.7)
-        n = engine.frames
-        _wait_for(lambda: engine.frames >= n + 3)
+        assert engine.wait_configured(timeout=60), "the new settings never ran"
         cfg = engine.config
     finally:
         engine.stop()
