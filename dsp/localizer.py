@@ -1,7 +1,8 @@
 """Block-by-block localization: STFT frames -> spectrum -> temporal integration -> gate -> peaks.
 
-The same object serves offline files (``locate``) and the live engine (``process``), so both give
-identical results on the same audio.
+The same object and the same per-frame pipeline (``process_audio``, doascope.dsp.stream) serve
+offline files (``locate``) and the live engine, so both give identical results on the same windows;
+``process`` is the block-wise reference it is tested against.
 """
 
 from __future__ import annotations
@@ -171,11 +172,11 @@ class Localizer(BlockStream):
     def n_mics(self) -> int:
         return self.estimator.n_mics
 
-    def locate(self, audio: np.ndarray, fs: float, *, chunk_blocks: int = 256, offset: int = 0):
+    def locate(self, audio: np.ndarray, fs: float, *, offset: int = 0):
         """Yield :meth:`process_audio`'s result for every whole, non-overlapping block of ``audio``
-        (samples, mics) float32: the pipeline of the live engine, one block after another.
-        ``offset`` is the stream's sample index of ``audio[0]``; ``chunk_blocks`` is not used (kept
-        for callers of the block-wise form)."""
+        (samples, mics) float32: the pipeline of the live engine, one block after another, so memory
+        stays bounded on long recordings. ``offset`` is the stream's sample index of ``audio[0]``
+        (a later part of a recording): block bounds and times count from the stream start."""
         if audio.ndim != 2 or audio.shape[1] != self.n_mics:
             raise ParameterError(f"audio must have shape (samples, {self.n_mics}), got {audio.shape}")
         x = np.ascontiguousarray(audio, dtype=np.float32)

@@ -76,8 +76,11 @@ def _srp_rows_parallel(r, lag, frac, out):
         _srp_rows_span(r, lag, frac, out, b * _SPAN, min(G, (b + 1) * _SPAN))
 
 
-# Grids with more lookups than this (points x pairs) per row use the parallel kernel.
+# Grids with more lookups than this (points x pairs) per row use the parallel kernel, when numba
+# has at least PARALLEL_MIN_THREADS threads: on a busy 2-core machine two threads took 2.6 times
+# longer than one (each waits for the other at the end of the loop).
 PARALLEL_LOOKUPS = 200_000
+PARALLEL_MIN_THREADS = 4
 
 
 class SrpLookup:
@@ -99,7 +102,10 @@ class SrpLookup:
         lag = np.minimum(np.floor(idx), max(self.n_lags - 2, 0)).astype(np.int32)
         self.lag = np.ascontiguousarray(lag)
         self.frac = np.ascontiguousarray(idx - lag, dtype=np.float32)
-        self._kernel = _srp_rows_parallel if idx.size > PARALLEL_LOOKUPS else _srp_rows
+        import numba
+
+        parallel = idx.size > PARALLEL_LOOKUPS and numba.get_num_threads() >= PARALLEL_MIN_THREADS
+        self._kernel = _srp_rows_parallel if parallel else _srp_rows
 
     def rows(self, r: np.ndarray) -> np.ndarray:
         out = np.empty((r.shape[0], self.n_points), np.float32)

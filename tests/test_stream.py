@@ -13,7 +13,7 @@ import soundfile as sf
 import reference as ref
 from helpers import mixture
 from doascope.dsp import Localizer, make_estimator, stft
-from doascope.dsp.srp import SrpLookup, srp_from_correlations
+from doascope.dsp.srp import SrpLookup, _srp_rows_parallel, srp_from_correlations
 from doascope.dsp.stream import RESUM_EVERY, FrameStats
 from doascope.hardware_profiles import load_profile
 
@@ -84,10 +84,14 @@ def test_a_window_already_seen_costs_no_transform(prof):
 def test_srp_lookup_rows_is_linear_interpolation():
     rng = np.random.default_rng(12)
     r = rng.standard_normal((3, 6, 40)).astype(np.float32)
-    idx = rng.uniform(0, 39, (6, 300_000 // 6 + 500)).astype(np.float32)   # large: the parallel kernel
+    idx = rng.uniform(0, 39, (6, 300_000 // 6 + 500)).astype(np.float32)   # large enough for the parallel kernel
     idx[:, :3] = [0.0, 39.0, 17.0]                 # both ends of the lag grid, and an exact lag
     for cols in (idx[:, :500], idx):
-        out = SrpLookup(cols, 40).rows(r)
+        lookup = SrpLookup(cols, 40)
+        out = lookup.rows(r)
+        parallel = np.empty_like(out)
+        _srp_rows_parallel(r, lookup.lag, lookup.frac, parallel)   # whatever the machine's thread count
+        np.testing.assert_array_equal(parallel, out)
         for s in range(3):
             want = np.mean([np.interp(cols[p].astype(np.float64), np.arange(40), r[s, p]) for p in range(6)], axis=0)
             np.testing.assert_allclose(out[s], want, atol=1e-5)
