@@ -241,7 +241,7 @@ class Engine:
 
     def wait_configured(self, timeout: float | None = None) -> bool:
         """Wait until the settings of the latest :meth:`configure` run (or a failed build was
-        dropped: see ``fault``); True if they do."""
+        dropped: see ``config_fault``); True if they do."""
         with self._applied:
             return self._applied.wait_for(lambda: self.config == self._requested, timeout)
 
@@ -258,7 +258,11 @@ class Engine:
             except Exception as exc:  # checked before; what is left (a missing extra, weights) ends here
                 with self._configure_lock:
                     if generation == self._generation:
-                        self._requested = self.config
+                        from dataclasses import replace
+
+                        # Back to what runs, except the retunes asked for meanwhile.
+                        keep = POSITION_RETUNABLE if cfg.mode == "position" else RETUNABLE
+                        self._requested = replace(self.config, **{k: getattr(self._requested, k) for k in keep})
                         self.config_fault = f"cannot apply the new settings: {exc}"
                         log.warning(self.config_fault)
                 with self._applied:
