@@ -167,6 +167,7 @@ class Localizer(BlockStream):
         self.min_separation = float(min_separation)
         self._setup_stream(nfft=estimator.nfft, hop=hop, frames_per_block=frames_per_block, step=step,
                            smoothing=smoothing, gate=gate, window=window)
+        self._stream()  # built now, so that the first window does not wait for its kernels and buffers
 
     @property
     def n_mics(self) -> int:
