@@ -15,13 +15,14 @@ def _srp_lookup(r, idx, out):
     # r (P, L) correlations; idx (P, G) fractional lag indices; out (G,) mean over pairs.
     P = r.shape[0]
     G = idx.shape[1]
+    top = r.shape[1] - 2   # the last whole lag that has a next one: index L - 1 itself is k = L - 2, a = 1
     inv = np.float32(1.0 / P)
     for g in range(G):
         out[g] = 0.0
     for p in range(P):
         for g in range(G):
             x = idx[p, g]
-            k = int(x)
+            k = min(int(x), top)
             a = x - k
             out[g] += (1.0 - a) * r[p, k] + a * r[p, k + 1]
     for g in range(G):

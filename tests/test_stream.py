@@ -13,7 +13,7 @@ import soundfile as sf
 import reference as ref
 from helpers import mixture
 from doascope.dsp import Localizer, make_estimator, stft
-from doascope.dsp.srp import SrpLookup, _srp_rows_parallel
+from doascope.dsp.srp import SrpLookup, _srp_rows_parallel, srp_from_correlations
 from doascope.dsp.stream import RESUM_EVERY, FrameStats
 from doascope.hardware_profiles import load_profile
 
@@ -95,6 +95,7 @@ def test_srp_lookup_rows_is_linear_interpolation():
         for s in range(3):
             want = np.mean([np.interp(cols[p].astype(np.float64), np.arange(40), r[s, p]) for p in range(6)], axis=0)
             np.testing.assert_allclose(out[s], want, atol=1e-5)
+            np.testing.assert_allclose(out[s], srp_from_correlations(r[s], cols), atol=1e-5)   # the checked public form
 
 
 def test_correlations_in_one_real_product_match_the_reference(prof):
