@@ -285,8 +285,11 @@ def _rss_mb() -> float:
 
 def live(quick: bool, out: dict) -> None:
     """The live engine at real-time pace: CPU per audio second (RTF) and capture-to-frame latency."""
+    from doascope.app.bench_live import live_pipeline
     from doascope.app.engine import AnalysisConfig, Engine
     from doascope.app.sources import sim_source
+
+    live_pipeline(quick, out)   # one core, before and after, retune cost (doascope.app.bench_live)
 
     con = _console()
     seconds = 3.0 if quick else 8.0

@@ -62,6 +62,11 @@ class DoaFrame:
 
 Subscriber = Callable[[DoaFrame], None]
 
+# Settings a running localizer and tracker take over in place, keeping their state (the integrated
+# statistics, the noise floor, the frame ring, the tracks); any other change builds a new localizer.
+RETUNABLE = ("n_sources", "smoothing", "min_separation", "extraction", "tracker")
+POSITION_RETUNABLE = ("n_sources", "tracker")   # position mode reads its smoothing through per-mode defaults
+
 # Position mode's top-down response map (the frame's "spectrum"), metres: 0.2 m costs ~3 ms a
 # frame in a 6 x 5 m room, 0.1 m twenty times more.
 ROOM_MAP_SPACING = 0.2
@@ -85,7 +90,8 @@ class Engine:
         self.source = source
         self.profile = profile
         self.fs = source.fs
-        hop = config.resolved(self.fs).hop
+        config = config.resolved(self.fs)   # the engine works with every default filled in
+        hop = config.hop
         if step_hops is None:
             step_hops = max(1, round(0.032 * self.fs / hop))
         self.step = hop * int(step_hops)
@@ -100,10 +106,15 @@ class Engine:
         self.latencies: deque[float] = deque(maxlen=100_000)
         self.error: str | None = None
         self.fault: str | None = None  # the last subscriber failure, carried in every frame's status
+        self.config_fault: str | None = None  # why the last settings asked for could not be built
         self._subscribers: list[Subscriber] = []
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._requested = self.config  # the newest configure()d settings, applied or still queued
         self._configure_lock = threading.Lock()
+        self._generation = 0           # of the newest rebuild asked for; older builds are dropped
+        self._build_wanted: tuple | None = None   # (config, generation) the builder thread takes next
+        self._builder: threading.Thread | None = None
+        self._applied = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rtf = 0.0
@@ -126,7 +137,13 @@ class Engine:
 
     def configure(self, **changes) -> AnalysisConfig:
         """Change settings (method, n_sources, band, smoothing, min_separation, grid, resolution,
-        tracker) while running; applied before the next frame. Invalid values raise here, at once."""
+        extraction, tracker) while running; invalid values raise here, at once.
+
+        A retune (sources, smoothing, separation, extraction, tracker settings) is applied before the
+        next frame and keeps all state: the noise floor, the integrated statistics, the tracks. Any
+        other change (method, band, grid...) builds a new localizer on a worker thread, never on the
+        calling one (the GUI's), and the engine swaps it in between two frames; the tracks go on.
+        :meth:`wait_configured` waits until every change asked for runs."""
         from dataclasses import replace
 
         fixed = {"nfft", "hop", "frames_per_block", "mode"} & set(changes)
@@ -134,20 +151,60 @@ class Engine:
         if fixed or unknown:
             raise ParameterError(f"cannot change {', '.join(sorted(fixed | unknown))} while running")
         with self._configure_lock:  # on top of earlier changes still queued, so none is undone
-            cfg = replace(self._requested, **changes)
-            localizer = build_localizer(cfg, self.profile, self.fs, step=self.step)  # validates now
-            if cfg.tracker:
-                from doascope.dsp.tracker import PositionTracker, Tracker
-
-                # Validate the thresholds now; the running tracker keeps its tracks.
-                kind = PositionTracker if cfg.mode == "position" else Tracker
-                try:
-                    kind(**cfg.tracker)
-                except TypeError as exc:
-                    raise ParameterError(f"tracker settings do not apply in {cfg.mode} mode: {exc}") from None
+            previous = self._requested
+            try:
+                cfg = replace(previous, **changes).resolved(self.fs)   # checks every value
+            except TypeError as exc:
+                raise ParameterError(str(exc)) from None
+            _check_retunable(cfg)
+            retunable = POSITION_RETUNABLE if cfg.mode == "position" else RETUNABLE
+            rebuild = any(getattr(cfg, name) != getattr(previous, name)
+                          for name in AnalysisConfig.__dataclass_fields__ if name not in retunable)
+            if rebuild:
+                _check_rebuild(cfg, self.fs, self.nfft)
+                self._generation += 1
+                # One builder thread, always on the newest request: a spin box ticking through ten
+                # bands builds the last one, not ten.
+                self._build_wanted = (cfg, self._generation)
+                if self._builder is None:
+                    self._builder = threading.Thread(target=self._build_off_thread, name="doascope-configure",
+                                                     daemon=True)
+                    self._builder.start()
+            else:
+                self._commands.put((cfg, None, 0))
             self._requested = cfg
-            self._commands.put((cfg, localizer))
         return cfg
+
+    def wait_configured(self, timeout: float | None = None) -> bool:
+        """Wait until the settings of the latest :meth:`configure` run (or a failed build was
+        dropped: see ``config_fault``); True if they do."""
+        with self._applied:
+            return self._applied.wait_for(lambda: self.config == self._requested, timeout)
+
+    def _build_off_thread(self) -> None:
+        while True:
+            with self._configure_lock:
+                job, self._build_wanted = self._build_wanted, None
+                if job is None:
+                    self._builder = None
+                    return
+            cfg, generation = job
+            try:
+                localizer = build_localizer(cfg, self.profile, self.fs, step=self.step)
+            except Exception as exc:  # checked before; what is left (a missing extra, weights) ends here
+                with self._configure_lock:
+                    if generation == self._generation:
+                        from dataclasses import replace
+
+                        # Back to what runs, except the retunes asked for meanwhile.
+                        keep = POSITION_RETUNABLE if cfg.mode == "position" else RETUNABLE
+                        self._requested = replace(self.config, **{k: getattr(self._requested, k) for k in keep})
+                        self.config_fault = f"cannot apply the new settings: {exc}"
+                        log.warning(self.config_fault)
+                with self._applied:
+                    self._applied.notify_all()
+                continue
+            self._commands.put((cfg, localizer, generation))
 
     def subscribe(self, fn: Subscriber) -> None:
         self._subscribers.append(fn)
@@ -195,6 +252,9 @@ class Engine:
     def _run(self) -> None:
         ring, src = self.ring, self.source
         raw = np.empty((self.window, ring.channels), np.float32)
+        mic_map = np.asarray(src.mic_map, np.int64)
+        identity = src.mic_map == tuple(range(ring.channels))
+        mics = raw if identity else np.empty((self.window, len(mic_map)), np.float32)
         pos = 0                       # first sample of the next analysis window
         status: str | None = None
         from doascope.dsp import stft
@@ -224,9 +284,14 @@ class Engine:
                 pos = self._skip_ahead()
                 continue
             t0, c0 = time.perf_counter(), time.thread_time()
-            mics = raw[:, list(src.mic_map)] if src.mic_map != tuple(range(ring.channels)) else raw
-            X = stft(mics, nfft=self.nfft, hop=self.hop)
-            res = self.localizer.process(X, pos, self.fs)
+            if not identity:
+                np.take(raw, mic_map, axis=1, out=mics)
+            if self.config.mode == "position":
+                res = self.localizer.process(stft(mics, nfft=self.nfft, hop=self.hop), pos, self.fs)
+            else:
+                # Each hop's frame is transformed and analysed once (doascope.dsp.stream), as ``locate``
+                # does: the same estimates for the same windows.
+                res = self.localizer.process_audio(mics, pos, self.fs)
             if self.config.mode == "position":
                 peaks = res.sources
                 spectrum, xs, ys = self.localizer.srp.response_map(spacing=ROOM_MAP_SPACING)
@@ -249,7 +314,8 @@ class Engine:
             spectrum.setflags(write=False)
             frame = DoaFrame(self.frames, res.t, time.time(), self.config.method, spectrum, grid, tuple(peaks),
                              tracks, res.active, _ro(rms), _ro(peak), _ro(peak >= 0.999), self.overruns,
-                             src.xruns, busy, latency, self._rtf, src.error or self.fault, self.config.mode)
+                             src.xruns, busy, latency, self._rtf, src.error or self.fault or self.config_fault,
+                             self.config.mode)
             self.frames += 1
             self._deliver(frame)
             pos += self.step
@@ -262,17 +328,53 @@ class Engine:
         return max(0, newest - newest % self.hop)
 
     def _apply_commands(self) -> None:
+        from dataclasses import replace
+
+        changed = False
         while True:
             try:
-                cfg, localizer = self._commands.get_nowait()
+                cfg, localizer, generation = self._commands.get_nowait()
             except queue.Empty:
-                return
-            self.localizer = localizer
-            if cfg.mode == "position":
-                self.tracker.same_source = localizer.same_source
-            if cfg.tracker:
-                self.tracker.set_params(**cfg.tracker)
-            self.config = cfg
+                break
+            changed = True
+            if localizer is not None:
+                if generation != self._generation:
+                    continue  # a newer build is on its way
+                self._swap(cfg, localizer)
+            # The newest retunable settings, on whichever localizer runs now (a retune asked for while
+            # a build was under way applies to the built one too).
+            with self._configure_lock:
+                wanted = self._requested
+            names = POSITION_RETUNABLE if self.config.mode == "position" else RETUNABLE
+            self._retune({name: getattr(wanted, name) for name in names})
+            self.config = replace(self.config, **{name: getattr(wanted, name) for name in names})
+        if changed:
+            with self._applied:
+                self._applied.notify_all()
+
+    def _swap(self, cfg: AnalysisConfig, localizer) -> None:
+        """Put a newly built localizer in place; the noise floor carries over when the band does."""
+        old = self.localizer
+        if cfg.band == self.config.band and cfg.mode == self.config.mode:
+            localizer.gate.restore(old.gate.state())
+        self.localizer = localizer
+        if cfg.mode == "position":
+            self.tracker.same_source = localizer.same_source
+        self.config = cfg
+        self.config_fault = None
+
+    def _retune(self, settings: dict) -> None:
+        loc = self.localizer
+        tracker = settings.pop("tracker", None)
+        if self.config.mode == "position":
+            loc.n_sources = int(settings["n_sources"])
+        else:
+            from doascope.dsp.extraction import DEFAULT_EXTRACTION
+
+            extraction = settings.pop("extraction")
+            loc.retune(extraction=extraction or DEFAULT_EXTRACTION, **settings)
+        if tracker:
+            self.tracker.set_params(**tracker)
 
     def _deliver(self, frame: DoaFrame) -> None:
         self.latest = frame
@@ -293,6 +395,36 @@ class Engine:
 
         self._deliver(replace(self.latest, status=status, wall=time.time(), xruns=self.source.xruns,
                               overruns=self.overruns))
+
+
+def _check_retunable(cfg: AnalysisConfig) -> None:
+    """What AnalysisConfig itself does not check of the retunable settings (microseconds)."""
+    from doascope.dsp.extraction import EXTRACTIONS
+
+    if cfg.extraction is not None and cfg.extraction not in EXTRACTIONS:
+        raise ParameterError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {cfg.extraction!r}")
+    if cfg.tracker:
+        from doascope.dsp.tracker import PositionTracker, Tracker
+
+        # Validate the thresholds now; the running tracker keeps its tracks.
+        kind = PositionTracker if cfg.mode == "position" else Tracker
+        try:
+            kind(**cfg.tracker)
+        except TypeError as exc:
+            raise ParameterError(f"tracker settings do not apply in {cfg.mode} mode: {exc}") from None
+
+
+def _check_rebuild(cfg: AnalysisConfig, fs: int, nfft: int) -> None:
+    """What a rebuild reads and AnalysisConfig cannot check alone (the method's availability, the band
+    against this rate and STFT size), so that the caller hears of a mistake at once; the build itself
+    runs on a worker thread."""
+    from doascope.dsp._checks import band_bins
+    from doascope.dsp.estimators import available_methods
+
+    if cfg.mode == "doa" and cfg.method not in available_methods():
+        raise ParameterError(f"unknown method {cfg.method!r}; choose one of: {', '.join(available_methods())}")
+    cfg.check_rate(fs)
+    band_bins(cfg.band, fs, nfft)
 
 
 def _ro(a: np.ndarray) -> np.ndarray:

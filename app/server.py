@@ -146,6 +146,12 @@ class Service:
                 # Building an estimator can take a while (a network's weights): not on the loop that
                 # feeds every client.
                 cfg = await asyncio.to_thread(self.engine.configure, **changes)
+                # A new method is built on the engine's worker: acknowledge once it runs (or could
+                # not be built: then this client hears why), so that the next frames carry it.
+                if self.engine.running:
+                    await asyncio.to_thread(self.engine.wait_configured, 10.0)
+                if self.engine.config_fault and self.engine.config != cfg:
+                    return protocol.dumps(protocol.error(self.engine.config_fault))
                 # Everyone learns the new settings the way they learnt the first ones.
                 meta = protocol.dumps(protocol.meta(self.engine, self.profile, cfg))
             for c in self.clients:

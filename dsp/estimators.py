@@ -20,7 +20,7 @@ from doascope.dsp.extraction import (DEFAULT_EXTRACTION, EXTRACTIONS, SECONDARY_
 from doascope.dsp.grids import Grid, default_grid
 from doascope.dsp.peaks import Peak, find_peaks
 from doascope.methods import METHODS
-from doascope.dsp.srp import srp_from_correlations
+from doascope.dsp.srp import SrpLookup
 
 ESTIMATORS: dict[str, type["Estimator"]] = {}
 # Methods whose module is imported only when asked for (torch stays out of the classical path).
@@ -71,6 +71,10 @@ class Estimator:
     """
 
     name: ClassVar[str] = ""
+    #: the per-frame statistic whose mean over a window's frames is :meth:`statistics` ("phat":
+    #: PHAT cross-spectra, "covariance": spatial covariances; None: the block is needed as a whole),
+    #: so that a stream (doascope.dsp.stream) can keep it per frame and sum it
+    frame_statistics: ClassVar[str | None] = None
     #: whether the spectrum's scale is absolute (1 = perfectly coherent wave) or relative to its max
     absolute_scale: ClassVar[bool] = True
 
@@ -130,11 +134,22 @@ class Estimator:
 class SrpPhat(Estimator):
     """SRP-PHAT: mean over pairs of GCC-PHAT at each point's TDOAs (ODAS's fast form)."""
 
+    frame_statistics = "phat"
+
     def __init__(self, positions, **kw):
         super().__init__(positions, **kw)
         self.gcc = GccPhat(self.positions, fs=self.fs, nfft=self.nfft, band=self.band, c=self.c)
         self.tdoas = pair_tdoas(self.positions, self.grid.vectors, self.gcc.pairs, c=self.c)   # (pairs, points) s
         self.lag_index = self.gcc.lag_index(self.tdoas)
+        self.lookup = SrpLookup(self.lag_index, self.gcc.lags.size)  # checked once, here
+
+    def correlations(self, C: np.ndarray) -> np.ndarray:
+        """(S, pairs, lags) float32 correlations of S sets of cross-spectra (S, pairs, B) complex64."""
+        return self.gcc.correlate_rows(C)
+
+    def srp_rows(self, C: np.ndarray) -> np.ndarray:
+        """(S, points) float32 SRP of S sets of PHAT cross-spectra (S, pairs, B) complex64."""
+        return self.lookup.rows(self.correlations(C))
 
     def weights(self, X: np.ndarray) -> np.ndarray | None:
         """Per time-frequency-bin weights (B, frames), or None for plain PHAT."""
@@ -144,7 +159,7 @@ class SrpPhat(Estimator):
         return self.gcc.cross_spectra(X, self.weights(X))
 
     def spectrum_from(self, stats):
-        return srp_from_correlations(self.gcc.correlate_cross(stats), self.lag_index)
+        return self.srp_rows(np.ascontiguousarray(stats, dtype=np.complex64)[None])[0]
 
     def candidates(self, stats, spectrum, n_sources, *, min_separation=20.0, votes=None,
                    extraction=DEFAULT_EXTRACTION):
@@ -182,14 +197,14 @@ class SrpPhat(Estimator):
         Y = Y / (np.abs(Y) + np.float32(1e-20))
         pairs = self.gcc.pairs
         C = Y[pairs[:, 0]] * np.conj(Y[pairs[:, 1]])                                  # (P, B, T)
-        r = np.ascontiguousarray(np.matmul(C.transpose(2, 0, 1), self.gcc.lag_phasors).real, dtype=np.float32)
-        points = np.empty(r.shape[0], np.int64)
-        values = np.empty(r.shape[0], np.float32)
-        for t in range(r.shape[0]):
-            s = srp_from_correlations(r[t], self.lag_index)
-            points[t] = int(np.argmax(s))
-            values[t] = s[points[t]]
-        return points, values
+        return self.frame_peaks_from_cross(np.ascontiguousarray(C.transpose(2, 0, 1)))
+
+    def frame_peaks_from_cross(self, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`frame_peaks`, from each frame's own PHAT cross-spectra (frames, pairs, B)
+        complex64 (a stream keeps them per frame: doascope.dsp.stream)."""
+        s = self.srp_rows(C)
+        points = np.argmax(s, axis=1)
+        return points, s[np.arange(s.shape[0]), points]
 
     def delay_phasors(self, point: int) -> np.ndarray:
         """(pairs, B) complex64 ``exp(-j 2 pi f tau_p)``: a plane wave from grid ``point`` in each
@@ -204,6 +219,8 @@ class SrpDpd(SrpPhat):
     less. Same cost class as SRP-PHAT; more robust as reverberation grows.
     """
 
+    frame_statistics = None  # the weights look at a bin's neighbours in time: the block as a whole
+
     power = 2.0
 
     def weights(self, X):
@@ -217,6 +234,8 @@ class GccPhatTdoa(Estimator):
     """GCC-PHAT used on its own: one TDOA per pair (peak of its correlation, sub-sample), then each
     point scores how well its TDOAs agree: mean over pairs of exp(-(tau_ij(point) - tau_ij)^2 / 2 sigma^2).
     """
+
+    frame_statistics = "phat"
 
     def __init__(self, positions, **kw):
         super().__init__(positions, **kw)
@@ -240,20 +259,22 @@ class Music(Estimator):
 
     absolute_scale = False
     normalise = False
+    frame_statistics = "covariance"
 
     def __init__(self, positions, **kw):
         super().__init__(positions, **kw)
         from doascope.dsp import music  # its kernels load only when a subspace method is used
 
         self._music = music
-        self.A = music.steering(self.positions, self.grid.vectors, self.bins * (self.fs / self.nfft), c=self.c)
+        self.steering = music.SteeringPlanes(
+            music.steering(self.positions, self.grid.vectors, self.bins * (self.fs / self.nfft), c=self.c))
 
     def _statistics(self, X):
         return self._music.covariances(X, self.bins)
 
     def spectrum_from(self, stats):
         K = min(self.n_sources, self.n_mics - 1)
-        s = self._music.music_spectrum(stats, self.A, K, normalise=self.normalise)
+        s = self.steering.spectrum(np.ascontiguousarray(stats, dtype=np.complex64), K, normalise=self.normalise)
         return s / max(float(s.max()), 1e-30)
 
 

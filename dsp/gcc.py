@@ -125,6 +125,11 @@ class GccPhat:
         self.lags = (np.arange(2 * self.half + 1) - self.half) * self.step  # (L,) s
         # exp(+j 2 pi f tau) / B, so that Re(C @ E) is r_ij(tau) normalised to 1 for a coherent wave.
         self.lag_phasors = (np.exp(2j * np.pi * np.outer(self.freqs, self.lags)) / self.bins.size).astype(np.complex64)
+        # The same phasors for one real matrix product: cross-spectra viewed as interleaved
+        # (re, im) float32 times rows (Re E, -Im E) give Re(C E) at half a complex product's cost.
+        real = np.empty((2 * self.bins.size, self.lags.size), np.float32)
+        real[0::2], real[1::2] = self.lag_phasors.real, -self.lag_phasors.imag
+        self._lag_real = real
 
     def cross_spectra(self, X, weights=None) -> np.ndarray:
         """(pairs, B) complex64 PHAT cross-spectra of a (mics, freqs, frames) block."""
@@ -136,6 +141,13 @@ class GccPhat:
     def correlate_cross(self, C) -> np.ndarray:
         """Correlations (pairs, lags) float32 from cross-spectra (pairs, B)."""
         return np.ascontiguousarray((C @ self.lag_phasors).real, dtype=np.float32)
+
+    def correlate_rows(self, C: np.ndarray) -> np.ndarray:
+        """Correlations (S, pairs, lags) float32 from S sets of cross-spectra (S, pairs, B) complex64,
+        in one real matrix product (no checks: the callers make C themselves)."""
+        C = np.ascontiguousarray(C, dtype=np.complex64)
+        S, P, B = C.shape
+        return (C.view(np.float32).reshape(S * P, 2 * B) @ self._lag_real).reshape(S, P, -1)
 
     def correlate(self, X, weights=None) -> np.ndarray:
         return self.correlate_cross(self.cross_spectra(X, weights))

@@ -1,7 +1,8 @@
 """Block-by-block localization: STFT frames -> spectrum -> temporal integration -> gate -> peaks.
 
-The same object serves offline files (``locate``) and the live engine (``process``), so both give
-identical results on the same audio.
+The same object and the same per-frame pipeline (``process_audio``, doascope.dsp.stream) serve
+offline files (``locate``) and the live engine, so both give identical results on the same windows;
+``process`` is the block-wise reference it is tested against.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class BlockStream:
         self._smoothed: np.ndarray | None = None
         self._votes = None
         self._frame_cache: dict[int, tuple] = {}   # frame start sample -> (grid index, value)
+        self._frames = None                        # the frame ring of process_audio (doascope.dsp.stream)
         self._index = 0
 
     @property
@@ -80,6 +82,8 @@ class BlockStream:
         self._smoothed = None
         self._votes = None
         self._frame_cache = {}
+        if self._frames is not None:
+            self._frames.reset()
         self._index = 0
         self.gate.reset()
 
@@ -97,6 +101,8 @@ class BlockStream:
         self._smoothed = None if smoothed is None else np.array(smoothed, copy=True)
         self._votes = None if votes is None else np.array(votes, copy=True)
         self._frame_cache = {}
+        if self._frames is not None:
+            self._frames.reset()
         self.gate.restore(gate)
 
     def _integrate_stats(self, stats: np.ndarray) -> np.ndarray:
@@ -161,16 +167,23 @@ class Localizer(BlockStream):
         self.min_separation = float(min_separation)
         self._setup_stream(nfft=estimator.nfft, hop=hop, frames_per_block=frames_per_block, step=step,
                            smoothing=smoothing, gate=gate, window=window)
+        self._stream()  # built now, so that the first window does not wait for its kernels and buffers
 
     @property
     def n_mics(self) -> int:
         return self.estimator.n_mics
 
-    def _integrate_votes(self, X: np.ndarray, start: int) -> np.ndarray:
-        """The frame-vote map (see doascope.dsp.extraction) integrated like the statistics."""
-        points, values = self._frame_peaks(X, start)
-        self._votes = self._integrated(self._votes, frame_vote_map(self.estimator.grid, points, values ** 2))
-        return self._votes
+    def locate(self, audio: np.ndarray, fs: float, *, offset: int = 0):
+        """Yield :meth:`process_audio`'s result for every whole, non-overlapping block of ``audio``
+        (samples, mics) float32: the pipeline of the live engine, one block after another, so memory
+        stays bounded on long recordings. ``offset`` is the stream's sample index of ``audio[0]``
+        (a later part of a recording): block bounds and times count from the stream start."""
+        if audio.ndim != 2 or audio.shape[1] != self.n_mics:
+            raise ParameterError(f"audio must have shape (samples, {self.n_mics}), got {audio.shape}")
+        x = np.ascontiguousarray(audio, dtype=np.float32)
+        width, advance = self.block_samples, self.block_advance
+        for start in range(0, x.shape[0] - width + 1, advance):
+            yield self.process_audio(x[start:start + width], start + offset, fs)
 
     def _frame_peaks(self, X: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
         """Each frame's maximum, computed once per frame: the live engine's windows overlap (a new
@@ -185,22 +198,68 @@ class Localizer(BlockStream):
                 np.array([self._frame_cache[s][1] for s in starts], np.float32))
 
     def process(self, X: np.ndarray, start: int, fs: float) -> BlockResult:
-        """Localize one block of STFT frames (mics, freqs, frames) whose first sample is ``start``."""
+        """Localize one block of STFT frames (mics, freqs, frames) whose first sample is ``start``.
+
+        The reference path: everything is computed from the block. :meth:`process_audio` gives the
+        same results from audio, analysing each frame once."""
         energy, coherence = energy_coherence(X, self.estimator.bins)
-        active = self.gate.update(energy, coherence, X.shape[2])
         stats = self.estimator.statistics(X)
+        return self._conclude(stats, energy, coherence, start, self._block_stop(start, X), X.shape[2], fs,
+                              lambda: self._frame_peaks(X, start))
+
+    def process_audio(self, audio: np.ndarray, start: int, fs: float) -> BlockResult:
+        """Localize the window ``audio`` (block_samples, mics) float32 whose first sample is ``start``.
+
+        What the live engine and ``locate`` run: the frames this localizer saw in earlier windows are
+        not transformed or analysed again (see doascope.dsp.stream); an estimator without per-frame
+        statistics gets the window's STFT block."""
+        frames = self._stream()
+        frames.update(audio, start)
+        if frames.kind is None:
+            return self.process(frames.block(), start, fs)
+        energy, coherence = frames.energy_coherence()
+        return self._conclude(frames.statistics(), energy, coherence, start, start + self.block_samples,
+                              self.frames_per_block, fs, lambda: frames.frame_peaks(self.estimator))
+
+    def _stream(self):
+        if self._frames is None:
+            from doascope.dsp.stream import FrameStats
+
+            self._frames = FrameStats(self.estimator, hop=self.hop, frames=self.frames_per_block, window=self.window)
+        return self._frames
+
+    def _conclude(self, stats, energy, coherence, start, stop, n_frames, fs, frame_peaks) -> BlockResult:
+        active = self.gate.update(energy, coherence, n_frames)
         if active:
             integrated = self._integrate_stats(stats)
             spectrum = self.estimator.spectrum_from(integrated)
-            votes = (self._integrate_votes(X, start) if self.n_sources > 1 and hasattr(self.estimator, "frame_peaks")
-                     and self.extraction == "votes" else None)
+            votes = None
+            if self.n_sources > 1 and hasattr(self.estimator, "frame_peaks") and self.extraction == "votes":
+                points, values = frame_peaks()
+                self._votes = self._integrated(self._votes, frame_vote_map(self.estimator.grid, points, values ** 2))
+                votes = self._votes
             peaks = tuple(self.estimator.candidates(integrated, spectrum, self.n_sources, votes=votes,
                                                     min_separation=self.min_separation, extraction=self.extraction))
         else:
             spectrum = self.estimator.spectrum_from(stats)
             peaks = ()
-        stop = self._block_stop(start, X)
         result = BlockResult(self._index, start, stop, 0.5 * (start + stop) / fs, spectrum, peaks,
                              active, float(energy), float(coherence))
         self._index += 1
         return result
+
+    def retune(self, *, n_sources: int | None = None, smoothing: float | None = None,
+               min_separation: float | None = None, extraction: str | None = None) -> None:
+        """Change what can change without losing state (the integrated statistics, the noise floor,
+        the frame ring): the number of sources, the smoothing, the peaks' separation, the extraction."""
+        if extraction is not None and extraction not in EXTRACTIONS:
+            raise ParameterError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
+        if n_sources is not None:
+            self.estimator.set_sources(n_sources)
+            self.n_sources = int(n_sources)
+        if smoothing is not None:
+            self.set_smoothing(smoothing)
+        if min_separation is not None:
+            self.min_separation = float(min_separation)
+        if extraction is not None:
+            self.extraction = extraction

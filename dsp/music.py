@@ -54,29 +54,86 @@ def covariances(X, bins) -> np.ndarray:
     return out
 
 
-@njit("void(complex64[:,:,::1], int64, boolean, float32[::1])", cache=True, nogil=True)
-def _music_reduce(proj, M, normalise, out):
-    # proj (B, K, G) = E_s^H a per bin; out (G,) = mean over bins of 1 / (M - ||proj||^2).
-    B = proj.shape[0]
-    K = proj.shape[1]
-    G = proj.shape[2]
-    Pk = np.empty(G, np.float32)
-    floor = np.float32(1e-6 * M)
-    out[:] = 0.0
+@njit("void(complex64[:,:,::1], int64, complex64[:,:,::1])", cache=True, nogil=True)
+def _signal_subspaces(R, K, out):
+    # For each bin b: the eigenvectors of the Hermitian R[b] (M, M) with the K largest eigenvalues,
+    # conjugated, as rows: out[b] (K, M) = E_s^H. Cyclic complex Jacobi (Golub & Van Loan 8.5) in
+    # float64 real and imaginary parts: a few sweeps of plane rotations, each zeroing one
+    # off-diagonal pair; for the small matrices of an array (4-16 mics) much cheaper than a LAPACK
+    # call per bin.
+    B = R.shape[0]
+    M = R.shape[1]
+    Ar = np.empty((M, M))
+    Ai = np.empty((M, M))
+    Vr = np.empty((M, M))
+    Vi = np.empty((M, M))
+    taken = np.empty(M, np.bool_)
     for b in range(B):
-        pmax = np.float32(0.0)
-        for g in range(G):
-            q = np.float32(0.0)
-            for s in range(K):
-                v = proj[b, s, g]
-                q += v.real * v.real + v.imag * v.imag
-            p = np.float32(1.0) / max(np.float32(M) - q, floor)
-            Pk[g] = p
-            pmax = max(pmax, p)
-        scale = np.float32(1.0) / pmax if normalise else np.float32(1.0)
-        for g in range(G):
-            out[g] += Pk[g] * scale
-    out /= B
+        total = 0.0
+        for i in range(M):
+            for j in range(M):
+                v = R[b, i, j]
+                Ar[i, j] = v.real
+                Ai[i, j] = v.imag
+                Vr[i, j] = 1.0 if i == j else 0.0
+                Vi[i, j] = 0.0
+                total += v.real * v.real + v.imag * v.imag
+        for sweep in range(50):
+            off = 0.0
+            for i in range(M):
+                for j in range(i + 1, M):
+                    off += Ar[i, j] * Ar[i, j] + Ai[i, j] * Ai[i, j]
+            if off <= 1e-20 * total or total == 0.0:   # amplitudes to 1e-10: far below float32's
+                break
+            for p in range(M - 1):
+                for q in range(p + 1, M):
+                    mag = np.sqrt(Ar[p, q] * Ar[p, q] + Ai[p, q] * Ai[p, q])
+                    if mag == 0.0:
+                        continue
+                    er = Ar[p, q] / mag                # A[p, q] = mag e, e = er + j ei
+                    ei = Ai[p, q] / mag
+                    theta = (Ar[q, q] - Ar[p, p]) / (2.0 * mag)
+                    t = (1.0 if theta >= 0 else -1.0) / (abs(theta) + np.sqrt(theta * theta + 1.0))
+                    c = 1.0 / np.sqrt(t * t + 1.0)
+                    sn = t * c
+                    # A <- A U and V <- V U with U = diag(1, conj(e)) times the real rotation
+                    # [[c, s], [-s, c]] in (p, q): U[:, p] = (c at p, -s conj(e) at q),
+                    # U[:, q] = (s at p, c conj(e) at q).
+                    for k in range(M):
+                        xr, xi = Ar[k, p], Ai[k, p]
+                        yr, yi = Ar[k, q] * er + Ai[k, q] * ei, Ai[k, q] * er - Ar[k, q] * ei   # conj(e) y
+                        Ar[k, p], Ai[k, p] = c * xr - sn * yr, c * xi - sn * yi
+                        Ar[k, q], Ai[k, q] = sn * xr + c * yr, sn * xi + c * yi
+                        xr, xi = Vr[k, p], Vi[k, p]
+                        yr, yi = Vr[k, q] * er + Vi[k, q] * ei, Vi[k, q] * er - Vr[k, q] * ei
+                        Vr[k, p], Vi[k, p] = c * xr - sn * yr, c * xi - sn * yi
+                        Vr[k, q], Vi[k, q] = sn * xr + c * yr, sn * xi + c * yi
+                    # A <- U^H A: rows p, q with conj(U)'s coefficients (e instead of conj(e))
+                    for k in range(M):
+                        xr, xi = Ar[p, k], Ai[p, k]
+                        yr, yi = Ar[q, k] * er - Ai[q, k] * ei, Ai[q, k] * er + Ar[q, k] * ei    # e y
+                        Ar[p, k], Ai[p, k] = c * xr - sn * yr, c * xi - sn * yi
+                        Ar[q, k], Ai[q, k] = sn * xr + c * yr, sn * xi + c * yi
+                    Ar[p, q] = Ai[p, q] = Ar[q, p] = Ai[q, p] = 0.0
+        # The K largest eigenvalues' vectors (ties: either; the subspace they span is what counts).
+        taken[:] = False
+        for s in range(K):
+            best = -1
+            for i in range(M):
+                if not taken[i] and (best < 0 or Ar[i, i] > Ar[best, best]):
+                    best = i
+            taken[best] = True
+            for m in range(M):
+                out[b, s, m] = np.complex64(complex(Vr[m, best], -Vi[m, best]))
+
+
+def signal_subspaces(R, n_sources: int) -> np.ndarray:
+    """E_s^H per bin, (B, K, mics) complex64: the conjugated eigenvectors of each Hermitian
+    covariance R (B, mics, mics) with the K = ``n_sources`` largest eigenvalues."""
+    R = np.ascontiguousarray(R, dtype=np.complex64)
+    out = np.empty((R.shape[0], int(n_sources), R.shape[1]), np.complex64)
+    _signal_subspaces(R, int(n_sources), out)
+    return out
 
 
 def music_spectrum(R, A, n_sources: int, *, normalise: bool = False) -> np.ndarray:
@@ -101,12 +158,58 @@ def music_spectrum(R, A, n_sources: int, *, normalise: bool = False) -> np.ndarr
     K = int(n_sources)
     if not 1 <= K < M:
         raise ParameterError(f"MUSIC needs 1 <= sources < mics ({M}), got {n_sources}")
-    # Batched Hermitian eigendecomposition in LAPACK (eigenvalues ascending): the signal subspace
-    # is the last K columns. ||E_n^H a||^2 = M - ||E_s^H a||^2 needs only those K, and one batched
-    # complex matrix product evaluates them for every bin and grid point.
-    _, V = np.linalg.eigh(R)
-    EsH = np.ascontiguousarray(V[:, :, M - K:].conj().transpose(0, 2, 1), dtype=np.complex64)
-    proj = np.matmul(EsH, A)  # (B, K, G)
-    out = np.empty(A.shape[2], np.float32)
-    _music_reduce(np.ascontiguousarray(proj, dtype=np.complex64), M, bool(normalise), out)
-    return out
+    return SteeringPlanes(A).spectrum(R, K, normalise=normalise)
+
+
+@njit("void(complex64[:,:,::1], float32[:,:,::1], float32[:,:,::1], boolean, float32[::1])", cache=True, nogil=True)
+def _music_from_subspaces(EsH, Ar, Ai, normalise, out):
+    # EsH (B, K, M) signal subspaces; Ar, Ai (B, M, G) steering vectors' real and imaginary planes;
+    # out (G,) = mean over bins of 1 / (M - ||E_s^H a||^2), each bin scaled to max 1 if normalise.
+    # Points innermost on split planes: the loops vectorize (an interleaved complex product does not).
+    B, K, M = EsH.shape
+    G = Ar.shape[2]
+    pr = np.empty(G, np.float32)
+    pi = np.empty(G, np.float32)
+    q = np.empty(G, np.float32)
+    floor = np.float32(1e-6 * M)
+    out[:] = 0.0
+    for b in range(B):
+        q[:] = 0.0
+        for s in range(K):
+            pr[:] = 0.0
+            pi[:] = 0.0
+            for m in range(M):
+                er = EsH[b, s, m].real
+                ei = EsH[b, s, m].imag
+                ar = Ar[b, m]
+                ai = Ai[b, m]
+                for g in range(G):
+                    pr[g] += er * ar[g] - ei * ai[g]
+                    pi[g] += er * ai[g] + ei * ar[g]
+            for g in range(G):
+                q[g] += pr[g] * pr[g] + pi[g] * pi[g]
+        pmax = np.float32(0.0)
+        for g in range(G):
+            q[g] = np.float32(1.0) / max(np.float32(M) - q[g], floor)
+            pmax = max(pmax, q[g])
+        scale = np.float32(1.0) / pmax if normalise else np.float32(1.0)
+        for g in range(G):
+            out[g] += q[g] * scale
+    out /= B
+
+
+class SteeringPlanes:
+    """Steering vectors (B, mics, points) complex64 kept as real and imaginary float32 planes, laid
+    out once for the fused (Norm)MUSIC kernel; ``spectrum(R, K)`` checks nothing per call."""
+
+    def __init__(self, A):
+        A = np.asarray(A)
+        self.shape = A.shape
+        self.real = np.ascontiguousarray(A.real, dtype=np.float32)
+        self.imag = np.ascontiguousarray(A.imag, dtype=np.float32)
+
+    def spectrum(self, R, n_sources: int, *, normalise: bool = False) -> np.ndarray:
+        out = np.empty(self.shape[2], np.float32)
+        _music_from_subspaces(signal_subspaces(R, n_sources), self.real, self.imag, bool(normalise), out)
+        return out
+

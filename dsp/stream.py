@@ -1,0 +1,254 @@
+"""Per-frame streaming statistics: each STFT frame is transformed and analysed once.
+
+The live engine analyses a window of ``frames_per_block`` STFT frames every step (two hops by
+default), so most of a window's frames were seen before. As ODAS does (``src/system/hop2frame.c``
+turns each hop into one frame; ``mod_ssl.c`` keeps each frame's cross-spectra), a
+:class:`FrameStats` keeps a ring of the window's frames and of each frame's statistics, and the
+window's sums as running sums: a new frame costs one FFT per microphone and its own cross
+products; the window's statistics are updated by adding the frames that enter and subtracting the
+ones that leave, in float64 (re-summed from the ring now and then and whenever most of the window
+is new, so rounding never accumulates).
+
+Per frame t and band bin b, with pairs p = (i, j), i < j:
+
+    raw[t, b, p]  = X_i X_j^*                  (energy/coherence, covariances)
+    power[t, b, m] = |X_m|^2
+    phat[t, p, b] = Y_i Y_j^*,  Y = X / |X|    (SRP-PHAT and GCC-PHAT cross-spectra)
+
+The window's statistics are the means over its frames: exactly what
+:func:`doascope.dsp.activity.energy_coherence`, :func:`doascope.dsp.gcc.phat_cross_spectra` and
+:func:`doascope.dsp.music.covariances` compute from the window's STFT block (the reference the tests
+hold these to).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from doascope import ParameterError
+from doascope.dsp.gcc import mic_pairs
+from doascope.dsp.stft import _window
+
+# A full re-sum from the ring after this many frames entered by running update.
+RESUM_EVERY = 64
+
+_EPS = np.float32(1e-20)
+
+
+@njit("void(float32[:,::1], int64[::1], float32[::1], int64, float32[:,:,::1])", cache=True, nogil=True)
+def _windowed_frames(audio, offsets, window, nfft, out):
+    # audio (samples, mics); out (n, mics, nfft) = the frames starting at ``offsets``, windowed.
+    M = audio.shape[1]
+    for f in range(offsets.shape[0]):
+        s = offsets[f]
+        for m in range(M):
+            for n in range(nfft):
+                out[f, m, n] = audio[s + n, m] * window[n]
+
+
+@njit("void(complex64[:,:,::1], int64[::1], int64[::1], int64[:,::1], boolean,"
+      " complex64[:,:,::1], float32[:,:,::1], complex64[:,:,::1])", cache=True, nogil=True)
+def _frame_stats(spectra, slots, bins, pairs, with_phat, raw, power, phat):
+    # spectra (n, M, F): the new frames; frame q's statistics go to slot slots[q] of the rings
+    # raw (T, B, P), power (T, B, M) and, if with_phat, phat (T, P, B).
+    M = spectra.shape[1]
+    B = bins.shape[0]
+    P = pairs.shape[0]
+    Y = np.empty((M, B), np.complex64)
+    for q in range(slots.shape[0]):
+        s = slots[q]
+        for b in range(B):
+            k = bins[b]
+            for m in range(M):
+                v = spectra[q, m, k]
+                e = v.real * v.real + v.imag * v.imag
+                power[s, b, m] = e
+                inv = np.float32(1.0) / (np.sqrt(e) + _EPS)
+                Y[m, b] = np.complex64(complex(v.real * inv, v.imag * inv))
+            for p in range(P):
+                i = pairs[p, 0]
+                j = pairs[p, 1]
+                raw[s, b, p] = spectra[q, i, k] * np.conj(spectra[q, j, k])
+                if with_phat:
+                    phat[s, p, b] = Y[i, b] * np.conj(Y[j, b])
+
+
+@njit("void(complex64[:,::1], complex128[::1], int64[::1], float64)", cache=True, nogil=True)
+def _slide_c(ring, acc, slots, sign):
+    # acc += sign * sum of ring rows ``slots`` (rows are one frame's flattened statistics).
+    for q in range(slots.shape[0]):
+        s = slots[q]
+        for n in range(acc.shape[0]):
+            acc[n] += sign * ring[s, n]
+
+
+@njit("void(float32[:,::1], float64[::1], int64[::1], float64)", cache=True, nogil=True)
+def _slide_f(ring, acc, slots, sign):
+    for q in range(slots.shape[0]):
+        s = slots[q]
+        for n in range(acc.shape[0]):
+            acc[n] += sign * ring[s, n]
+
+
+@njit("UniTuple(float64, 2)(complex128[:,::1], float64[:,::1], int64[:,::1], int64)", cache=True, nogil=True)
+def _energy_coherence_from_sums(raw_sum, power_sum, pairs, frames):
+    # The same two numbers as activity._energy_coherence, from the window's sums.
+    B = raw_sum.shape[0]
+    M = power_sum.shape[1]
+    energy = 0.0
+    num = 0.0
+    den = 0.0
+    for b in range(B):
+        for m in range(M):
+            energy += power_sum[b, m]
+        for p in range(pairs.shape[0]):
+            c = raw_sum[b, p]
+            num += c.real * c.real + c.imag * c.imag
+            den += power_sum[b, pairs[p, 0]] * power_sum[b, pairs[p, 1]]
+    coherence = num / den if den > 0 else 0.0
+    return energy / (M * B * frames), coherence
+
+
+@njit("void(complex128[:,::1], float64[:,::1], int64[:,::1], float64, complex64[:,:,::1])", cache=True, nogil=True)
+def _covariances_from_sums(raw_sum, power_sum, pairs, inv, out):
+    # out (B, M, M) = mean over the window's frames of x x^H, as music._covariances.
+    B = raw_sum.shape[0]
+    M = power_sum.shape[1]
+    for b in range(B):
+        for m in range(M):
+            out[b, m, m] = np.complex64(power_sum[b, m] * inv)
+        for p in range(pairs.shape[0]):
+            v = raw_sum[b, p] * inv
+            out[b, pairs[p, 0], pairs[p, 1]] = np.complex64(v)
+            out[b, pairs[p, 1], pairs[p, 0]] = np.complex64(np.conj(v))
+
+
+class FrameStats:
+    """A ring of one window's STFT frames and their statistics, for one estimator.
+
+    Parameters
+    ----------
+    estimator : a built :class:`~doascope.dsp.estimators.Estimator` (its ``frame_statistics``
+        says which statistic it reads: "phat", "covariance" or None for the block's STFT)
+    hop, frames : STFT hop (samples) and frames per window
+    window : the STFT window's name (see :func:`doascope.dsp.stft.stft`)
+
+    Everything is checked and allocated here, once; :meth:`update` takes a window of audio and
+    transforms only the frames the ring does not hold yet.
+    """
+
+    def __init__(self, estimator, *, hop: int, frames: int, window: str = "hann"):
+        self.kind = getattr(estimator, "frame_statistics", None)
+        self.nfft = int(estimator.nfft)
+        self.hop = int(hop)
+        self.frames = int(frames)
+        self.n_mics = int(estimator.n_mics)
+        self.bins = np.ascontiguousarray(estimator.bins, dtype=np.int64)
+        self.pairs = mic_pairs(self.n_mics)
+        self.window = np.array(_window(window, self.nfft), dtype=np.float32)  # writable: the kernel signature
+        T, M, F, B, P = self.frames, self.n_mics, self.nfft // 2 + 1, self.bins.size, self.pairs.shape[0]
+        # The frame ring itself is kept only for estimators that need the block (kind None); the
+        # others keep each frame's statistics.
+        self.spectra = np.zeros((T, M, F) if self.kind is None else (0, M, F), np.complex64)
+        self.raw = np.zeros((T, B, P), np.complex64)
+        self.power = np.zeros((T, B, M), np.float32)
+        self.phat = np.zeros((T, P, B) if self.kind == "phat" else (0, 0, 0), np.complex64)
+        self.raw_sum = np.zeros((B, P), np.complex128)
+        self.power_sum = np.zeros((B, M), np.float64)
+        self.phat_sum = np.zeros((P, B) if self.kind == "phat" else (0, 0), np.complex128)
+        self.peaks = np.full(T, -1, np.int64)                     # each frame's SRP maximum (grid index)
+        self.peak_values = np.zeros(T, np.float32)
+        self._shape = ((T - 1) * self.hop + self.nfft, M)
+        self._keys = [-1] * T                                      # first sample of the frame in each slot
+        self._frames_buf = np.zeros((T, M, self.nfft), np.float32)
+        self._since_resum = 0
+        self._order = np.arange(T, dtype=np.int64)                # slots in time order, oldest first
+        import scipy.fft  # here, not at the top: `doascope --help` imports the package and must stay quick
+
+        self._rfft = scipy.fft.rfft
+
+    def reset(self) -> None:
+        """Forget the frames (a jump in the stream, or a restored state)."""
+        self._keys = [-1] * self.frames
+        self.peaks[:] = -1
+
+    def update(self, audio: np.ndarray, start: int) -> int:
+        """Bring the ring to the window ``audio`` (window samples, mics) float32 whose first sample is
+        ``start``; returns how many frames were new."""
+        T, hop = self.frames, self.hop
+        if audio.shape != self._shape or audio.dtype != np.float32:
+            raise ParameterError(f"a window must be float32 of shape {self._shape}, got {audio.dtype} {audio.shape}")
+        keys = self._keys
+        order = [((start + k * hop) // hop) % T for k in range(T)]
+        new = [k for k in range(T) if keys[order[k]] != start + k * hop]
+        self._order = np.array(order, np.int64)
+        if not new:
+            return 0
+        new_slots = self._order[new]
+        resum = 2 * len(new) >= T or self._since_resum + len(new) > RESUM_EVERY or -1 in keys
+        if not resum:
+            self._slide(new_slots, -1.0)
+        buf = self._frames_buf[:len(new)]
+        _windowed_frames(np.ascontiguousarray(audio), np.array(new, np.int64) * hop, self.window, self.nfft, buf)
+        # scipy's FFT, as doascope.dsp.stft: the same values frame for frame
+        spectra = self._rfft(buf, axis=2, workers=1)
+        if self.kind is None:
+            self.spectra[new_slots] = spectra
+        _frame_stats(spectra, new_slots, self.bins, self.pairs, self.kind == "phat", self.raw, self.power, self.phat)
+        for k in new:
+            keys[order[k]] = start + k * hop
+        self.peaks[new_slots] = -1
+        if resum:
+            for acc in (self.raw_sum, self.power_sum, self.phat_sum):
+                acc[...] = 0
+            self._slide(self._order, 1.0)
+            self._since_resum = 0
+        else:
+            self._slide(new_slots, 1.0)
+            self._since_resum += len(new)
+        return len(new)
+
+    def _slide(self, slots: np.ndarray, sign: float) -> None:
+        T = self.frames
+        _slide_c(self.raw.reshape(T, -1), self.raw_sum.reshape(-1), slots, sign)
+        _slide_f(self.power.reshape(T, -1), self.power_sum.reshape(-1), slots, sign)
+        if self.kind == "phat":
+            _slide_c(self.phat.reshape(T, -1), self.phat_sum.reshape(-1), slots, sign)
+
+    # -- the window's statistics ------------------------------------------------------------------
+
+    def block(self) -> np.ndarray:
+        """The window's STFT block (mics, freqs, frames) complex64, frames in time order (kept for
+        estimators without per-frame statistics only)."""
+        if self.kind is not None:
+            raise ParameterError("this stream keeps per-frame statistics, not the frames")
+        return np.ascontiguousarray(self.spectra[self._order].transpose(1, 2, 0))
+
+    def energy_coherence(self) -> tuple[float, float]:
+        """As :func:`doascope.dsp.activity.energy_coherence` of :meth:`block`."""
+        return _energy_coherence_from_sums(self.raw_sum, self.power_sum, self.pairs, self.frames)
+
+    def phat_cross_spectra(self) -> np.ndarray:
+        """(pairs, B) complex64: as :func:`doascope.dsp.gcc.phat_cross_spectra` of :meth:`block`."""
+        return (self.phat_sum * (1.0 / self.frames)).astype(np.complex64)
+
+    def covariances(self) -> np.ndarray:
+        """(B, mics, mics) complex64: as :func:`doascope.dsp.music.covariances` of :meth:`block`."""
+        out = np.empty((self.bins.size, self.n_mics, self.n_mics), np.complex64)
+        _covariances_from_sums(self.raw_sum, self.power_sum, self.pairs, 1.0 / self.frames, out)
+        return out
+
+    def statistics(self) -> np.ndarray:
+        """The estimator's block statistics (see its ``frame_statistics``)."""
+        return self.phat_cross_spectra() if self.kind == "phat" else self.covariances()
+
+    def frame_peaks(self, estimator) -> tuple[np.ndarray, np.ndarray]:
+        """Each window frame's own SRP maximum, in time order: (frames,) grid indices and values;
+        computed once per frame, from its stored PHAT cross-spectra."""
+        missing = self._order[self.peaks[self._order] < 0]
+        if missing.size:
+            points, values = estimator.frame_peaks_from_cross(self.phat[missing])
+            self.peaks[missing] = points
+            self.peak_values[missing] = values
+        return self.peaks[self._order].copy(), self.peak_values[self._order].copy()
