@@ -111,7 +111,7 @@ class LocateResult:
 
     def records(self) -> list[dict]:
         """One dict a block, exactly the lines ``doascope locate --format jsonl`` prints."""
-        from doascope.app.commands import block_record
+        from doascope.app.runtime.offline import block_record
 
         return [block_record(b.t, b.sources if self.mode == "position" else b.peaks) for b in self.blocks]
 
@@ -194,7 +194,7 @@ def locate(audio, profile, *, method: str = "srp-phat", sources=1, fs: float | N
     >>> res.records()[0].keys()
     dict_keys(['t', 'sources'])
     """
-    from doascope.app.audio import mic_map_for, read_recording, resample, select_channels
+    from doascope.app.runtime.audio import mic_map_for, read_recording, resample, select_channels
 
     prof = _profile(profile)
     cfg = _config(method, sources, mode, options)
@@ -285,7 +285,7 @@ class Localizer:
     def process(self, chunk) -> list:
         """Add ``chunk`` (samples, channels) float audio, device or microphone channels, and return the
         :class:`doascope.dsp.BlockResult` (position mode: ``PositionResult``) of every block it completed."""
-        from doascope.app.audio import mic_map_for, select_channels
+        from doascope.app.runtime.audio import mic_map_for, select_channels
         from doascope.dsp.stft import stft
 
         x = np.asarray(chunk)

@@ -20,7 +20,7 @@ _EXPORTS = {
     "Estimator": "estimators",
     "GccPhat": "gcc",
     "PositionLocalizer": "position",
-    "SpatialSrp": "position",
+    "SpatialSrp": "spatial_srp",
     "Grid": "grids",
     "Localizer": "localizer",
     "Peak": "peaks",

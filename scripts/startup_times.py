@@ -3,7 +3,7 @@ next to `python -c pass` as the reference (the interpreter's own start).
 
     python scripts/startup_times.py [--runs 7] [--before SITE_DIR]
 
-Each command runs as `python -m doascope.app.cli ...` with the installed doascope; with --before, also
+Each command runs as `python -m doascope.app.cli.main ...` with the installed doascope; with --before, also
 with another doascope installed in SITE_DIR (e.g. `pip install --no-deps --target SITE_DIR <old tree>`),
 the two interleaved run by run so that both see the same machine load.
 """
@@ -48,7 +48,7 @@ def main() -> int:
     variants = {"now": dict(os.environ)}
     if a.before:
         variants = {"before": dict(os.environ, PYTHONPATH=a.before), **variants}
-    cli = [sys.executable, "-m", "doascope.app.cli"]
+    cli = [sys.executable, "-m", "doascope.app.cli.main"]
     with tempfile.TemporaryDirectory() as tmp:
         wav = _one_second_file(tmp)
         cases = [

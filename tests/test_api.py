@@ -16,7 +16,7 @@ import soundfile as sf
 from helpers import azimuth_error, plane_wave
 
 import doascope
-from doascope.app.cli import main
+from doascope.app.cli.main import main
 from doascope.hardware_profiles import load_profile
 
 PROFILE = "respeaker_usb_v2"
@@ -62,7 +62,7 @@ def test_locate_array_device_or_mic_channels_and_other_rates(recording):
     assert np.array_equal(a.azimuth, b.azimuth, equal_nan=True)
     c = doascope.locate(path, PROFILE)
     np.testing.assert_allclose(a.azimuth, c.azimuth, atol=0.01)
-    from doascope.app.audio import resample
+    from doascope.app.runtime.audio import resample
 
     d = doascope.locate(resample(dev, 16000, 48000), PROFILE, fs=48000)
     assert azimuth_error(float(np.nanmedian(d.azimuth)), 75.0) < 3
@@ -106,8 +106,8 @@ def test_streaming_localizer_gives_locate_results_whatever_the_chunks(recording)
     assert loc.process(dev[:100]) == []
 
 
-@pytest.mark.parametrize("module", ["doascope.app.api", "doascope.dsp.evaluation", "doascope.app.eval_cli",
-                                    "doascope.extras", "doascope.app.train_cli"])
+@pytest.mark.parametrize("module", ["doascope.app.api", "doascope.dsp.evaluation", "doascope.app.cli.eval",
+                                    "doascope.extras", "doascope.app.cli.train"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
@@ -115,7 +115,7 @@ def test_doctests(module):
 
 def test_locate_position_mode_gives_metres(tmp_path):
     pytest.importorskip("pyroomacoustics")
-    from doascope.app.scenes import simulate_room
+    from doascope.sim.scenes import simulate_room
 
     p = load_profile("room_walls_6mic")
     rec = simulate_room(p.positions, p.sample_rate, np.array([[2.0, 3.0, 1.5]]),

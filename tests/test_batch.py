@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from helpers import mixture, plane_wave_file
 
-from doascope.app.cli import main
+from doascope.app.cli.main import main
 from doascope.hardware_profiles import load_profile
 
 pq = pytest.importorskip("pyarrow.parquet", reason="needs doascope[batch]")
@@ -68,7 +68,7 @@ def n_rows(out) -> int:
 
 def batch_cli(*args, env=None, check_rc=None) -> subprocess.CompletedProcess:
     """``doascope batch`` in its own process (a Ray driver must not live in the pytest process)."""
-    res = subprocess.run([sys.executable, "-m", "doascope.app.cli", "batch", *map(str, args), "--no-progress"],
+    res = subprocess.run([sys.executable, "-m", "doascope.app.cli.main", "batch", *map(str, args), "--no-progress"],
                          capture_output=True, text=True, timeout=DEADLINE, env=dict(os.environ, **(env or {})))
     if check_rc is not None:
         assert res.returncode == check_rc, res.stderr
@@ -113,8 +113,8 @@ def test_resume_adds_no_rows_and_redoes_only_errors(capsys, corpus, local_table,
 
 def test_crashed_run_keeps_finished_work_and_resume_completes_it(capsys, corpus, local_table, tmp_path):
     """A run that dies after one file leaves that file's part; --resume merges it and does the rest."""
-    from doascope.app import batch
-    from doascope.app.batch_table import ResultTable
+    from doascope.app.batch import corpus as batch
+    from doascope.app.batch.table import ResultTable
 
     out = tmp_path / "crashed.parquet"
     job = batch.Job(PROFILE, tuple(sorted(_default_options().items())))
@@ -131,7 +131,7 @@ def test_crashed_run_keeps_finished_work_and_resume_completes_it(capsys, corpus,
 def test_local_worker_killed_mid_task_loses_and_duplicates_nothing(corpus, local_table, tmp_path, monkeypatch):
     import threading
 
-    from doascope.app import batch
+    from doascope.app.batch import corpus as batch
 
     hold = tmp_path / "hold"
     hold.mkdir()
@@ -160,11 +160,11 @@ def test_local_worker_killed_mid_task_loses_and_duplicates_nothing(corpus, local
 
 
 def _default_options() -> dict:
-    from doascope.app import batch
-    from doascope.app.cli import build_parser
+    from doascope.app.cli.batch import job_options
+    from doascope.app.cli.main import build_parser
 
     args = build_parser().parse_args(["batch", "x", "-p", PROFILE, "--out", "x"])
-    return batch.job_options(args)
+    return job_options(args)
 
 
 def test_manifest_gives_profile_and_method_per_file(capsys, corpus, tmp_path):
@@ -195,8 +195,8 @@ def test_position_mode_rows_equal_locate(capsys, tmp_path):
 def test_stream_state_restores_exactly():
     """BlockStream.state/restore: a recording cut at a block and continued from the state there gives
     the one-pass blocks exactly (what a chunk re-run from its predecessor's state relies on)."""
-    from doascope.app import batch
-    from doascope.app.commands import localizer_for
+    from doascope.app.batch import corpus as batch
+    from doascope.app.runtime.offline import localizer_for
 
     prof = load_profile(PROFILE)
     audio = mixture(prof.positions, prof.sample_rate, [20.0, 160.0], seconds=4.0, seed=5, snr_db=10)
@@ -230,8 +230,9 @@ def test_chunked_file_equals_one_pass(capsys, tmp_path):
     """Chunks of 256 blocks (33 s) with a warm-up: a busy recording checks out chunk by chunk; one with
     40 s of silence across a chunk start (so its warm-up never sees the talkers) is re-run from the
     previous chunk's state; both give exactly locate's rows."""
-    from doascope.app import batch
-    from doascope.app.cli import build_parser
+    from doascope.app.batch import corpus as batch
+    from doascope.app.cli.batch import job_options
+    from doascope.app.cli.main import build_parser
 
     busy, gap = tmp_path / "busy.wav", tmp_path / "gap.wav"
     _long_recording(busy, 110.0)
@@ -240,7 +241,7 @@ def test_chunked_file_equals_one_pass(capsys, tmp_path):
     out = tmp_path / "chunked.parquet"
     # run_batch itself, for its summary, on the Job the command builds from these options.
     args = build_parser().parse_args(["batch", str(busy), str(gap), "-p", PROFILE, "--out", str(out), *options])
-    job = batch.Job(PROFILE, tuple(sorted(batch.job_options(args).items())))
+    job = batch.Job(PROFILE, tuple(sorted(job_options(args).items())))
     items = batch.collect_inputs([str(busy), str(gap)], job, None)
     pool = batch.LocalPool(2)
     try:
@@ -259,7 +260,7 @@ def test_chunked_file_equals_one_pass(capsys, tmp_path):
 def test_missing_extra_is_one_line(corpus, tmp_path):
     for blocked, extra in (("pyarrow", []), ("ray", ["--ray", "auto"])):
         code = (f"import sys; sys.modules[{blocked!r}] = None\n"
-                "from doascope.app.cli import main\n"
+                "from doascope.app.cli.main import main\n"
                 f"sys.exit(main(['batch', {str(corpus / 'a.wav')!r}, '-p', {PROFILE!r}, "
                 f"'--out', {str(tmp_path / (blocked + '.parquet'))!r}, *{extra!r}]))")
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE)
@@ -273,8 +274,8 @@ def test_missing_extra_is_one_line(corpus, tmp_path):
 def cluster(tmp_path_factory):
     """A head and a second node, one CPU each, on 127.0.0.1; tasks hold in ``hold`` until 'release'."""
     pytest.importorskip("ray", reason="needs doascope[batch]")
-    from doascope.app.batch import HOLD_ENV
-    from doascope.app.batch_ray import LocalCluster
+    from doascope.app.batch.corpus import HOLD_ENV
+    from doascope.app.batch.ray import LocalCluster
 
     hold = tmp_path_factory.mktemp("hold")
     (hold / "release").touch()
@@ -299,7 +300,7 @@ def test_ray_worker_killed_mid_task_loses_and_duplicates_nothing(corpus, local_t
     for f in hold.iterdir():
         f.unlink()
     out = tmp_path / "killed.parquet"
-    proc = subprocess.Popen([sys.executable, "-m", "doascope.app.cli", "batch", str(corpus), "-p", PROFILE,
+    proc = subprocess.Popen([sys.executable, "-m", "doascope.app.cli.main", "batch", str(corpus), "-p", PROFILE,
                              "--out", str(out), "--ray", cluster.address, "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -18,7 +18,7 @@ import soundfile as sf
 from helpers import azimuth_error, plane_wave
 
 import doascope
-from doascope.app.cli import main
+from doascope.app.cli.main import main
 from doascope.hardware_profiles import list_profiles, load_profile
 
 PROFILE = "respeaker_usb_v2"   # 6 device channels, microphones on channels 1..4, 16 kHz
@@ -262,7 +262,7 @@ def _subprocess(argv, cwd):
     root = str(Path(doascope.__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    return subprocess.run([sys.executable, "-m", "doascope.app.cli", *argv], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "doascope.app.cli.main", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -139,7 +139,7 @@ def test_short_training_lowers_the_loss_and_classifies_held_out_pairs():
 def test_headless_train_writes_model_figures_and_results(tmp_path):
     import argparse
 
-    from doascope.app import clip_cli
+    from doascope.app.cli import clip as clip_cli
 
     parser = argparse.ArgumentParser()
     clip_cli.register(parser.add_subparsers(dest="command"))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from doascope import ParameterError
-from doascope.app.cli import build_parser, main
+from doascope.app.cli.main import build_parser, main
 from doascope.config import (DEFAULT_BAND, DEFAULT_FRAMES_PER_BLOCK, DEFAULT_SMOOTHING, AnalysisConfig,
                              SettingError, default_nfft, position_defaults)
 from doascope.dsp.analysis import build_localizer
@@ -138,7 +138,7 @@ def test_input_and_output_sections():
 
 def test_help_quotes_the_defaults_of_the_config():
     """The help texts read the defaults from doascope.config (no second copy to drift)."""
-    out = subprocess.run([sys.executable, "-m", "doascope.app.cli", "locate", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "doascope.app.cli.main", "locate", "--help"], capture_output=True,
                          text=True, check=True).stdout
     text = " ".join(out.split())
     assert f"default {DEFAULT_BAND[0]:g}:{DEFAULT_BAND[1]:g}" in text
@@ -151,9 +151,9 @@ def test_service_control_checks_are_the_configs_and_name_the_message_key():
     names the message's own key, and a good change is applied to the requested settings."""
     import asyncio
 
-    from doascope.app.engine import Engine
-    from doascope.app.server import Service
-    from doascope.app.sources import ArraySource
+    from doascope.app.runtime.engine import Engine
+    from doascope.app.net.server import Service
+    from doascope.app.runtime.sources import ArraySource
 
     pytest.importorskip("websockets")
     prof = load_profile("respeaker_4mic_hat")

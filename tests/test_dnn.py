@@ -125,7 +125,7 @@ def test_parallel_simulation_makes_the_same_shards(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("profile", [RESPEAKER, UMA8], ids=lambda p: p.id)
 def test_shipped_weights_find_a_reverberant_source(profile):
-    from doascope.app.scenes import SourceSpec, simulate_scene
+    from doascope.sim.scenes import SourceSpec, simulate_scene
 
     scene = simulate_scene(profile.positions, profile.sample_rate, [SourceSpec(azimuth=130.0, distance=1.5)],
                            duration=2.0, rt60=0.3, snr_db=20.0, room_dim=(6.0, 5.0, 3.0),
@@ -155,7 +155,7 @@ def test_weights_for_another_geometry_are_refused():
 
 
 def test_locate_method_dnn_through_the_cli(tmp_path, capsys):
-    from doascope.app.cli import main
+    from doascope.app.cli.main import main
 
     wav = plane_wave_file(str(tmp_path / "pw.wav"), "respeaker_usb_v2", azimuth=250.0, seconds=2.0)
     out = tmp_path / "out.jsonl"
@@ -166,7 +166,7 @@ def test_locate_method_dnn_through_the_cli(tmp_path, capsys):
 
 
 def test_missing_torch_says_what_to_install(monkeypatch, tmp_path, capsys):
-    from doascope.app.cli import main
+    from doascope.app.cli.main import main
 
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     with pytest.raises(DoascopeError, match=r"this needs doascope\[dnn\]: pip install 'doascope\[dnn\]'"):
@@ -179,7 +179,7 @@ def test_missing_torch_says_what_to_install(monkeypatch, tmp_path, capsys):
 def test_classical_path_never_imports_torch(tmp_path):
     wav = plane_wave_file(str(tmp_path / "pw.wav"), "respeaker_usb_v2", azimuth=30.0, seconds=1.0)
     code = ("import sys, doascope.dsp\n"
-            "from doascope.app.cli import main\n"
+            "from doascope.app.cli.main import main\n"
             f"assert main(['locate', {wav!r}, '--profile', 'respeaker_usb_v2', '--method', 'srp-phat', "
             f"'-o', {str(tmp_path / 'o.jsonl')!r}]) == 0\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
@@ -190,7 +190,7 @@ def test_classical_path_never_imports_torch(tmp_path):
 
 
 def test_train_command_makes_weights_that_locate_uses(tmp_path, capsys):
-    from doascope.app.cli import main
+    from doascope.app.cli.main import main
 
     w = tmp_path / "w.pt"
     assert main(["train", "--profile", "matrix_voice", "--scenes", "2", "--epochs", "2", "--duration", "1",

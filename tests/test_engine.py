@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from doascope import ParameterError
-from doascope.app.engine import AnalysisConfig, DoaFrame, Engine
-from doascope.app.ringbuffer import RingBuffer
-from doascope.app.sources import ArraySource, sim_source
+from doascope.app.runtime.engine import AnalysisConfig, DoaFrame, Engine
+from doascope.app.runtime.ringbuffer import RingBuffer
+from doascope.app.runtime.sources import ArraySource, sim_source
 from doascope.dsp.metrics import azimuth_errors
 from doascope.hardware_profiles import load_profile
 
@@ -183,7 +183,7 @@ def test_fast_engine_run_reads_every_window_without_overruns(prof):
 
 
 def test_fast_replay_waits_for_the_raw_recorder(prof, tmp_path):
-    from doascope.app.outputs import RawRecorder
+    from doascope.app.runtime.outputs import RawRecorder
 
     rng = np.random.default_rng(6)
     audio = (0.1 * rng.standard_normal((10 * FS, 6))).astype(np.float32)

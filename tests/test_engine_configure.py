@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-import doascope.app.engine as engine_module
-from doascope.app.engine import AnalysisConfig, Engine
-from doascope.app.sources import sim_source
+import doascope.app.runtime.engine as engine_module
+from doascope.app.runtime.engine import AnalysisConfig, Engine
+from doascope.app.runtime.sources import sim_source
 from doascope.hardware_profiles import load_profile
 
 

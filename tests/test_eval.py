@@ -11,7 +11,7 @@ import pytest
 from helpers import plane_wave_file
 
 from doascope import DoascopeError, ParameterError
-from doascope.app.cli import main
+from doascope.app.cli.main import main
 from doascope.dsp import evaluation as ev
 
 PROFILE = "respeaker_usb_v2"
@@ -67,7 +67,7 @@ def test_scores_refuse_nonsense():
 
 
 def test_read_truth_kinds_and_silence(tmp_path):
-    from doascope.app.eval_cli import read_truth
+    from doascope.app.cli.eval import read_truth
 
     p = tmp_path / "t.csv"
     p.write_text("time,source,azimuth,elevation\n0.5,a,10,5\n0.5,b,200,0\n1.0,a,12,5\n1.5,,,\n")
@@ -148,7 +148,7 @@ def test_locate_reads_acoular_hdf5(capsys, tmp_path, scene):
 
 def test_hdf5_without_h5py_names_the_extra(monkeypatch, tmp_path):
     h5py = pytest.importorskip("h5py")
-    from doascope.app.audio import read_hdf5_time_data
+    from doascope.app.runtime.audio import read_hdf5_time_data
 
     with h5py.File(tmp_path / "r.h5", "w") as f:
         f.create_dataset("time_data", data=np.zeros((10, 2), np.float32))
@@ -162,7 +162,7 @@ def test_eval_position_mode_in_metres(capsys, tmp_path):
     pytest.importorskip("pyroomacoustics")
     import soundfile as sf
 
-    from doascope.app.scenes import simulate_room
+    from doascope.sim.scenes import simulate_room
     from doascope.hardware_profiles import load_profile
 
     p = load_profile("room_walls_6mic")

@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 
 PROFILE = "respeaker_usb_v2"
-CLI = [sys.executable, "-m", "doascope.app.cli"]
+CLI = [sys.executable, "-m", "doascope.app.cli.main"]
 
 
 def _cli(*args, timeout=180, env=None):
@@ -255,8 +255,8 @@ def test_disk_full_for_the_recording_keeps_it_valid(tmp_path):
 
 
 def test_a_failing_subscriber_is_reported_in_the_frames_and_the_log(caplog):
-    from doascope.app.engine import AnalysisConfig, Engine
-    from doascope.app.sources import ArraySource
+    from doascope.app.runtime.engine import AnalysisConfig, Engine
+    from doascope.app.runtime.sources import ArraySource
     from doascope.hardware_profiles import load_profile
     from helpers import plane_wave
 
@@ -309,7 +309,7 @@ def test_log_level_options_are_accepted(tmp_path):
 
 def test_a_short_soak_reports_memory_overruns_and_frame_loss():
     pytest.importorskip("websockets")
-    from doascope.app.soak import soak_bench
+    from doascope.app.bench.soak import soak_bench
 
     out: dict = {}
     res = soak_bench(0.05, out, ws_clients=2, tcp_clients=1, quiet=True)  # 3 s at 10x: 30 s of audio

@@ -126,7 +126,7 @@ def _damaged_headers(draw):
 
 
 def _read(data: bytes):
-    from doascope.app.audio import read_raw
+    from doascope.app.runtime.audio import read_raw
     from doascope.hardware_profiles import load_profile
 
     prof = load_profile("respeaker_4mic_hat")
@@ -179,8 +179,8 @@ _messages = st.one_of(
 
 @pytest.fixture(scope="module")
 def engine():
-    from doascope.app.engine import AnalysisConfig, Engine
-    from doascope.app.sources import ArraySource
+    from doascope.app.runtime.engine import AnalysisConfig, Engine
+    from doascope.app.runtime.sources import ArraySource
     from doascope.hardware_profiles import load_profile
 
     prof = load_profile("respeaker_4mic_hat")
@@ -191,7 +191,7 @@ def engine():
 @FUZZ
 @given(msg=_messages)
 def test_fuzzed_client_messages_are_applied_or_one_error(engine, msg):
-    from doascope.app import protocol
+    from doascope.app.net import protocol
 
     try:
         parsed = protocol.parse_client_message(msg)

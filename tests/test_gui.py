@@ -129,7 +129,7 @@ def test_real_window_under_xvfb_is_not_blank(tmp_path):
         assert os.path.exists(socket_path), f"Xvfb did not start on {display}"
         env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb")
         shot = tmp_path / "window.png"
-        run = subprocess.run([sys.executable, "-m", "doascope.app.cli", "gui", "--sim", "two-talkers", "--method",
+        run = subprocess.run([sys.executable, "-m", "doascope.app.cli.main", "gui", "--sim", "two-talkers", "--method",
                               "normmusic", "--sources", "2", "--quit-after", "6", "--screenshot", str(shot)],
                              env=env, capture_output=True, text=True, timeout=90)
         assert run.returncode == 0, run.stderr

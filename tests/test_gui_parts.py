@@ -201,7 +201,7 @@ def test_a_simulated_room_says_so_while_it_renders_then_runs(qtbot):
 
 
 def test_gui_help_explains_every_option():
-    from doascope.app.cli import build_parser
+    from doascope.app.cli.main import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")

@@ -12,7 +12,7 @@ import pytest
 
 from helpers import plane_wave_file
 
-from doascope.app.cli import main
+from doascope.app.cli.main import main
 from doascope.extras import EXTRAS, MissingExtra, optional_import, require
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
@@ -77,7 +77,7 @@ def test_a_missing_extra_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path, a
 
 
 def test_help_and_import_load_no_numeric_stack():
-    code = ("import sys, doascope; from doascope.app.cli import build_parser; build_parser(); "
+    code = ("import sys, doascope; from doascope.app.cli.main import build_parser; build_parser(); "
             "print(','.join(m for m in ('numpy', 'numba', 'scipy', 'torch', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == ""
@@ -105,7 +105,7 @@ def test_setuptools_build_has_no_warnings(tmp_path):
     import zipfile
 
     names = zipfile.ZipFile(next(tmp_path.glob("doascope-*.whl"))).namelist()
-    assert "doascope/app/schemas/stream.schema.json" in names
+    assert "doascope/app/net/schemas/stream.schema.json" in names
     assert "doascope/models/weights/respeaker_usb_v2.pt" in names
     assert not any(n.startswith(("app/", "models/", "tests/")) for n in names)
 
@@ -125,7 +125,7 @@ def test_doa_mode_on_a_room_profile_suggests_position_mode():
     import warnings
 
     from doascope import DoascopeWarning
-    from doascope.app.engine import AnalysisConfig, build_localizer
+    from doascope.app.runtime.engine import AnalysisConfig, build_localizer
     from doascope.hardware_profiles import load_profile
 
     prof = load_profile("room_walls_6mic")
@@ -139,7 +139,7 @@ def test_doa_mode_on_a_room_profile_suggests_position_mode():
 def test_devices_without_any_input_says_so_in_one_line(monkeypatch, capsys):
     import types
 
-    import doascope.app.sources as sources
+    import doascope.app.runtime.sources as sources
 
     fake = types.SimpleNamespace(query_devices=lambda: [{"name": "HDMI", "max_input_channels": 0,
                                                          "default_samplerate": 48000.0}],
@@ -153,7 +153,7 @@ def test_devices_without_any_input_says_so_in_one_line(monkeypatch, capsys):
 def test_a_named_device_on_a_machine_without_inputs_is_named_in_the_error(monkeypatch):
     import types
 
-    import doascope.app.sources as sources
+    import doascope.app.runtime.sources as sources
 
     fake = types.SimpleNamespace(query_devices=lambda: [], default=types.SimpleNamespace(device=(-1, -1)))
     monkeypatch.setattr(sources, "import_sounddevice", lambda: fake)
@@ -199,7 +199,7 @@ def test_replay_needs_no_portaudio_and_live_capture_says_what_to_install(monkeyp
 
 
 def test_bench_progress_lines_say_what_is_left(capsys, monkeypatch):
-    from doascope.app import bench
+    from doascope.app.bench import main as bench
 
     clock = iter([0.0, 30.0, 60.0, 80.0])
     monkeypatch.setattr(bench.time, "monotonic", lambda: next(clock))

@@ -29,13 +29,18 @@ ALLOWED = {
     "app": {"top", "hardware_profiles", "dsp", "sim", "models", "app"},
 }
 
-# Function-level imports between a command module and its helpers, which the planned split of
-# app/bench.py and app/batch.py into sub-packages removes (they cannot fail at import time: each
-# side imports the other only when it runs). This list may only shrink.
-KNOWN_LAZY_CYCLES = [
-    {"doascope.app.batch", "doascope.app.batch_ray"},
-    {"doascope.app.bench", "doascope.app.bench_batch", "doascope.app.bench_live", "doascope.app.bench_tracking"},
-]
+# Inside app: each part and the parts of app it may import ("top" is app's own modules: config,
+# logs, plots, api). The live runtime and the network know nothing of the commands, the GUI or the
+# benchmarks; the commands (cli, batch, bench) sit on top.
+APP_ALLOWED = {
+    "top": {"top", "runtime"},
+    "runtime": {"top", "runtime"},
+    "net": {"top", "runtime", "net"},
+    "gui": {"top", "runtime", "net", "gui"},
+    "batch": {"top", "runtime", "batch"},
+    "bench": {"top", "runtime", "net", "batch", "bench"},
+    "cli": {"top", "runtime", "net", "gui", "batch", "bench", "cli"},
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -126,18 +131,21 @@ def test_no_import_cycles_at_module_level():
 
 
 def test_no_import_cycles_through_lazy_imports():
-    cycles = _cycles(_graph(top_level_only=False))
-    assert [c for c in cycles if c not in KNOWN_LAZY_CYCLES] == [], cycles
+    assert _cycles(_graph(top_level_only=False)) == []
 
 
-def test_app_scenes_is_the_simulation_module():
-    """The simulation moved to doascope.sim; the old import path is the very same module."""
-    import doascope.app.scenes
-    import doascope.app.signals
-    import doascope.sim.scenes
-    import doascope.sim.signals
+def _app_part(module: str) -> str:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 3 and parts[2] in APP_ALLOWED else "top"
 
-    assert doascope.app.scenes is doascope.sim.scenes and doascope.app.signals is doascope.sim.signals
+
+def test_app_parts_follow_their_layers():
+    """The folders of app say the layer: cli, batch and bench (commands) over gui and net over runtime."""
+    parts = {_app_part(m) for m in MODULES if _layer(m) == "app"}
+    assert parts == set(APP_ALLOWED), parts
+    wrong = [f"{m} imports {i}" for m, deps in _graph(top_level_only=False).items() if _layer(m) == "app"
+             for i in sorted(deps) if _layer(i) == "app" and _app_part(i) not in APP_ALLOWED[_app_part(m)]]
+    assert not wrong, "\n".join(wrong)
 
 
 HEAVY = ("numba", "scipy", "torch")
@@ -148,7 +156,7 @@ def _loaded_after(argvs: list[list[str]]) -> dict:
     each exit code."""
     code = f"""
 import json, sys
-from doascope.app.cli import main
+from doascope.app.cli.main import main
 codes = []
 for argv in {argvs!r}:
     try:
@@ -165,7 +173,7 @@ print(json.dumps({{"codes": codes, "loaded": sorted(m for m in sys.modules if m.
 def _subcommands() -> list[str]:
     import argparse
 
-    from doascope.app.cli import build_parser
+    from doascope.app.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return sorted(sub.choices)

@@ -104,7 +104,7 @@ class _Stderr:
 @pytest.fixture(scope="module")
 def two_talkers(tmp_path_factory):
     """A 6 s two-talker room for the ReSpeaker USB v2 (6 device channels, mics on 1..4)."""
-    from doascope.app.scenes import SourceSpec, simulate_scene
+    from doascope.sim.scenes import SourceSpec, simulate_scene
 
     prof = load_profile("respeaker_usb_v2")
     scene = simulate_scene(prof.positions, prof.sample_rate,
@@ -118,7 +118,7 @@ def two_talkers(tmp_path_factory):
 
 
 def _run(env, args):
-    return subprocess.Popen([sys.executable, "-m", "doascope.app.cli", "run", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "doascope.app.cli.main", "run", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -171,7 +171,7 @@ def test_run_tracks_two_talkers_played_through_the_virtual_array(two_talkers, tm
     # The raw recording holds what was captured, and `locate` on it agrees with the live run.
     rec, fs = sf.read(raw, dtype="float32")
     assert rec.shape[1] == 6 and fs == 16000 and rec.shape[0] > 6 * fs
-    off = subprocess.run([sys.executable, "-m", "doascope.app.cli", "locate", str(raw), "--profile",
+    off = subprocess.run([sys.executable, "-m", "doascope.app.cli.main", "locate", str(raw), "--profile",
                           "respeaker_usb_v2", "--method", "srp-phat", "--sources", "2"],
                          capture_output=True, text=True, timeout=300)
     assert off.returncode == 0, off.stderr

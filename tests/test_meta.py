@@ -98,7 +98,7 @@ def test_shipped_checkpoint_shows_maml_and_reptile_ahead_after_one_step():
 def test_headless_sinusoid_writes_figures_and_results(tmp_path):
     import argparse
 
-    from doascope.app import meta_cli
+    from doascope.app.cli import meta as meta_cli
 
     parser = argparse.ArgumentParser()
     meta_cli.register(parser.add_subparsers(dest="command"))
@@ -235,7 +235,7 @@ def test_calibration_maml_with_k5_beats_no_adaptation(calibration):
 def test_headless_calibration_writes_figures_and_results(tmp_path, calibration_cache):
     import argparse
 
-    from doascope.app import meta_cli
+    from doascope.app.cli import meta as meta_cli
 
     parser = argparse.ArgumentParser()
     meta_cli.register(parser.add_subparsers(dest="command"))
@@ -253,8 +253,8 @@ def test_headless_calibration_writes_figures_and_results(tmp_path, calibration_c
 
 def test_calibrate_writes_weights_that_the_dnn_method_uses(tmp_path, capsys):
     import soundfile as sf
-    from doascope.app.cli import main
-    from doascope.app.scenes import SourceSpec, simulate_scene
+    from doascope.app.cli.main import main
+    from doascope.sim.scenes import SourceSpec, simulate_scene
     from doascope.hardware_profiles import load_profile
     from doascope.models.dnn import load_weights
     from doascope.models.meta_calibration import _rot
@@ -302,7 +302,7 @@ def test_calibrate_writes_weights_that_the_dnn_method_uses(tmp_path, capsys):
 
 
 def test_calibrate_rejects_bad_labels(tmp_path):
-    from doascope.app.meta_cli import read_labels
+    from doascope.app.cli.meta import read_labels
     from doascope.models.meta_calibration import ParameterError
 
     (tmp_path / "a.csv").write_text("start_s,end_s,azimuth_deg\n1.0,0.5,30\n")

@@ -11,13 +11,9 @@ import soundfile as sf
 
 from doascope import ParameterError, ProfileError
 from doascope.dsp.gcc import pair_tdoas
-from doascope.dsp.position import (
-    PositionLocalizer,
-    SpatialSrp,
-    intersect_bearings,
-    regular_grid,
-    triangulate,
-)
+from doascope.dsp.position import PositionLocalizer
+from doascope.dsp.spatial_srp import SpatialSrp, regular_grid
+from doascope.dsp.triangulation import intersect_bearings, triangulate
 from doascope.dsp.stft import stft
 from doascope.hardware_profiles import list_profiles, load_profile, profile_from_dict
 
@@ -128,7 +124,7 @@ def test_regular_grid_and_bad_room():
 # --- simulated rooms ----------------------------------------------------------------------------------
 
 def _room_errors(mics, sources, *, rt60, snr_db, seed, n_sources=1, duration=3.0):
-    from doascope.app.scenes import simulate_room
+    from doascope.sim.scenes import simulate_room
 
     rec = simulate_room(mics, FS, sources, rt60=rt60, snr_db=snr_db, seed=seed, duration=duration)
     loc = PositionLocalizer(mics, room=ROOM, fs=FS, nfft=2048, frames_per_block=2, smoothing=0.7,
@@ -199,7 +195,7 @@ def test_triangulation_picks_mirror_images_and_two_sources():
 
 
 def test_triangulation_localizer_in_a_room():
-    from doascope.app.scenes import simulate_room
+    from doascope.sim.scenes import simulate_room
 
     p = load_profile("room_three_arrays")
     truth = np.array([2.5, 2.2, 1.5])
@@ -254,14 +250,14 @@ def test_room_profiles_ship_apart_from_arrays():
 
 def _locate_args(wav, *, profile="room_walls_6mic", format="jsonl", search=None):
     """`doascope locate WAV --mode position ...` as the command line parses it (options not given: None)."""
-    from doascope.app.cli import build_parser
+    from doascope.app.cli.main import build_parser
 
     argv = ["locate", str(wav), "--profile", profile, "--mode", "position", "--format", format]
     return build_parser().parse_args(argv + (["--search", search] if search else []))
 
 
 def test_locate_mode_position(tmp_path, capsys):
-    from doascope.app.commands import cmd_locate
+    from doascope.app.cli.commands import cmd_locate
 
     truth = [2.2, 3.1, 1.5]
     wav = tmp_path / "walls.wav"
@@ -279,7 +275,7 @@ def test_locate_mode_position(tmp_path, capsys):
 
 
 def test_locate_position_needs_a_room(tmp_path):
-    from doascope.app.commands import cmd_locate
+    from doascope.app.cli.commands import cmd_locate
 
     wav = tmp_path / "x.wav"
     sf.write(wav, np.zeros((16000, 6), np.float32), FS)

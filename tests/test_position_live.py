@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from doascope.app.engine import AnalysisConfig, Engine
-from doascope.app.sources import sim_source
+from doascope.app.runtime.engine import AnalysisConfig, Engine
+from doascope.app.runtime.sources import sim_source
 from doascope.hardware_profiles import load_profile
 
 
@@ -45,7 +45,7 @@ def test_engine_tracks_both_talkers_in_metres(run):
 def test_messages_carry_positions_and_validate(run):
     import jsonschema
 
-    from doascope.app import protocol
+    from doascope.app.net import protocol
 
     prof, src, eng, frames = run
     validator = jsonschema.Draft202012Validator(protocol.schema())
@@ -88,7 +88,7 @@ def test_gui_room_map_shows_the_talkers(qtbot):
 
 
 def test_listen_prints_positions():
-    from doascope.app.listen import _line
+    from doascope.app.cli.listen import _line
 
     line = _line({"type": "doa", "t": 1.0, "seq": 3,
                   "tracks": [{"id": 2, "x": 1.5, "y": 2.25, "z": 1.6, "activity": 0.9}]})

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from doascope import ParameterError
-from doascope.app.ringbuffer import Overrun, RingBuffer
+from doascope.app.runtime.ringbuffer import Overrun, RingBuffer
 
 
 def _ramp(start: int, n: int, channels: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import soundfile as sf
 from doascope.hardware_profiles import load_profile
 
 PROFILE = "respeaker_usb_v2"  # 16 kHz, 6 device channels, microphones on channels 1..4
-CLI = [sys.executable, "-m", "doascope.app.cli"]
+CLI = [sys.executable, "-m", "doascope.app.cli.main"]
 
 
 def _cli(*args, timeout=120, cwd=None):
@@ -54,7 +54,7 @@ def _error_lines(stderr: str) -> list[str]:
 @pytest.fixture(scope="module")
 def scene():
     """The two-talkers scene as `--sim` renders it (same seed), to compare recordings with."""
-    from doascope.app.simulation import render_preset
+    from doascope.sim.presets import render_preset
 
     prof = load_profile(PROFILE)
     return render_preset("two-talkers", prof.positions, prof.sample_rate, seed=0).audio

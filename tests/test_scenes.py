@@ -1,4 +1,4 @@
-"""Tests of doascope.app.scenes: simulated rooms and the ground truth they report.
+"""Tests of doascope.sim.scenes: simulated rooms and the ground truth they report.
 
 Everything here is short (<= 2 s scenes, 4 mics, 16 kHz): each scene renders in well under a second.
 """
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from doascope import AudioInputError, ParameterError
-from doascope.app import scenes, signals
-from doascope.app.scenes import SourceSpec, random_scene, simulate_scene
+from doascope.sim import scenes, signals
+from doascope.sim.scenes import SourceSpec, random_scene, simulate_scene
 
 FS = 16000
 C = 343.0

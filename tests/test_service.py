@@ -1,8 +1,8 @@
-"""The network service (`doascope serve`, app/server.py) over real sockets on 127.0.0.1.
+"""The network service (`doascope serve`, app/net/server.py) over real sockets on 127.0.0.1.
 
 Most tests run the service in this process (Service + Engine on a simulated two-talker room, the
 asyncio loop on a background thread) so that they can look at its clients and engine; a few run
-`python -m doascope.app.cli serve` as a subprocess (signals, its stderr, the `listen` client, ODAS).
+`python -m doascope.app.cli.main serve` as a subprocess (signals, its stderr, the `listen` client, ODAS).
 Ports are ephemeral; every wait is bounded in time. Counting frames against the engine's own
 count is a consistency check, not a timing test: the clients read at a fraction of a core.
 """
@@ -29,10 +29,10 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from doascope.app import protocol
-from doascope.app.engine import AnalysisConfig, Engine
-from doascope.app.server import Client, Service, is_loopback
-from doascope.app.sources import ArraySource, sim_source
+from doascope.app.net import protocol
+from doascope.app.runtime.engine import AnalysisConfig, Engine
+from doascope.app.net.server import Client, Service, is_loopback
+from doascope.app.runtime.sources import ArraySource, sim_source
 from doascope.hardware_profiles import load_profile
 
 PROFILE = "respeaker_usb_v2"
@@ -299,7 +299,7 @@ def test_client_queue_drops_oldest_and_counts():
 
 
 def test_wire_details():
-    from doascope.app.server import parse_hostport
+    from doascope.app.net.server import parse_hostport
     from doascope.dsp.peaks import Peak
 
     # A refined peak just below 360 degrees must not round to 360 on the wire.
@@ -547,7 +547,7 @@ def test_control_messages(start_service):
 def test_token_and_origin(start_service, capsys):
     from websockets.exceptions import InvalidStatus
 
-    from doascope.app.cli import main
+    from doascope.app.cli.main import main
 
     svc = start_service(token="s3cret", origins=("https://app.example",))
 
@@ -597,7 +597,7 @@ def test_origin_check_without_token(start_service):
 
 
 def test_remote_host_needs_allow_remote_and_token(capsys):
-    from doascope.app.cli import main
+    from doascope.app.cli.main import main
 
     base = ["serve", "--profile", PROFILE, "--sim", "two-talkers", "--port", "0", "--tcp-port", "0"]
     for extra, needle in ((["--host", "0.0.0.0"], "--allow-remote"),
@@ -611,7 +611,7 @@ def test_remote_host_needs_allow_remote_and_token(capsys):
         assert is_loopback(host)
     for host in ("0.0.0.0", "", "::", "192.168.1.10", "example.com", "localhost.evil.example"):
         assert not is_loopback(host)
-    out = subprocess.run([sys.executable, "-m", "doascope.app.cli", *base, "--host", "0.0.0.0"],
+    out = subprocess.run([sys.executable, "-m", "doascope.app.cli.main", *base, "--host", "0.0.0.0"],
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--allow-remote" in out.stderr, out.stderr
 
@@ -627,7 +627,7 @@ class Served:
         self.stderr_path = tmp / "serve.stderr"
         self._err = open(self.stderr_path, "w")  # noqa: SIM115 - open while the server runs
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "doascope.app.cli", "serve", "--profile", PROFILE, "--sim", "two-talkers", "--loop",
+            [sys.executable, "-m", "doascope.app.cli.main", "serve", "--profile", PROFILE, "--sim", "two-talkers", "--loop",
              "--port", str(self.port), "--tcp-port", str(self.tcp_port), "--odas", f"{HOST}:{self.odas}"],
             stdout=subprocess.DEVNULL, stderr=self._err)
         deadline = time.monotonic() + 45
@@ -654,9 +654,9 @@ def served(tmp_path_factory):
 
 
 def test_listen_command(served, capsys):
-    from doascope.app.cli import main
+    from doascope.app.cli.main import main
 
-    cmd = [sys.executable, "-m", "doascope.app.cli", "listen"]
+    cmd = [sys.executable, "-m", "doascope.app.cli.main", "listen"]
     procs = [subprocess.Popen(cmd + [served.url, "--count", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True),
              subprocess.Popen(cmd + ["--tcp", f"{HOST}:{served.tcp_port}", "--count", "3"], stdout=subprocess.PIPE,

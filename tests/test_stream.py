@@ -129,9 +129,9 @@ def test_live_engine_and_locate_give_the_same_estimates_block_for_block(prof, tm
     """`run --file --fast` (a file source replayed as fast as the analysis goes) and `locate` share
     the pipeline: with the engine stepping a block at a time, as locate does, every block's
     sources are the same, to the last digit written."""
-    from doascope.app.cli import main
-    from doascope.app.engine import AnalysisConfig, Engine
-    from doascope.app.sources import file_source
+    from doascope.app.cli.main import main
+    from doascope.app.runtime.engine import AnalysisConfig, Engine
+    from doascope.app.runtime.sources import file_source
 
     x = mixture(prof.positions, FS, [40.0, 200.0], seconds=3.0, seed=4, snr_db=15)
     dev = np.zeros((len(x), prof.channels), np.float32)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from doascope import ParameterError
-from doascope.app import tracking_scenes as ts
-from doascope.app.engine import AnalysisConfig, build_localizer
+from doascope.app.bench import tracking_scenes as ts
+from doascope.app.runtime.engine import AnalysisConfig, build_localizer
 from doascope.dsp.extraction import AUTO_SOURCES, MAX_SOURCES, delay_component, source_count
 from doascope.dsp.track_metrics import pool, score_tracks
 from doascope.hardware_profiles import load_profile
@@ -57,7 +57,7 @@ def test_three_talkers_and_a_fan_give_four_tracks():
 def test_a_talker_beside_a_wall_is_one_track():
     """The array 25 cm from a wall: the talker's mirror image behind the array (~160 deg) is as
     strong as a second talker in the averaged spectrum, but never the strongest source of a frame."""
-    from doascope.app.scenes import SourceSpec, simulate_scene
+    from doascope.sim.scenes import SourceSpec, simulate_scene
     from doascope.dsp import Localizer, make_estimator
 
     prof = load_profile("respeaker_usb_v2")
@@ -81,7 +81,7 @@ def test_a_talker_beside_a_wall_is_one_track():
 @pytest.mark.parametrize("pid, mode", [("respeaker_usb_v2", "doa"), ("room_walls_6mic", "position"),
                                        ("room_three_arrays", "position")])
 def test_the_two_talker_room_shows_exactly_two_tracks(pid, mode):
-    from doascope.app.sources import sim_source
+    from doascope.app.runtime.sources import sim_source
 
     prof = load_profile(pid)
     src = sim_source("two-talkers", prof, speed=0, loop=False)

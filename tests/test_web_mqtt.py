@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from doascope.app import protocol
-from doascope.app.simulation import PRESETS
+from doascope.app.net import protocol
+from doascope.sim.presets import PRESETS
 
 PROFILE = "respeaker_usb_v2"
 HOST = "127.0.0.1"
@@ -70,7 +70,7 @@ class Serve:
         self.stderr_path = tmp / f"{name}.stderr"
         self._err = open(self.stderr_path, "w")  # noqa: SIM115 - open while the server runs
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "doascope.app.cli", "serve", "--profile", profile, "--sim", "two-talkers",
+            [sys.executable, "-m", "doascope.app.cli.main", "serve", "--profile", profile, "--sim", "two-talkers",
              "--loop", "--sources", "2", "--port", str(self.port), "--tcp-port", str(self.tcp_port), *extra],
             stdout=subprocess.DEVNULL, stderr=self._err)
         wait_for(lambda: "serving" in self.stderr() or self.proc.poll() is not None, 90, "serve to start")
@@ -390,7 +390,7 @@ def test_mqtt_publishes_tracks_and_retained_meta_for_each_array(tmp_path, broker
             assert azimuths and all(min(angle(a, t) for t in TALKERS) <= 10 for a in azimuths[-20:]), azimuths[-20:]
             assert ("doascope/%s/status" % name, True, "online") in got
         # The reference client prints them: one array, or every array on the broker.
-        cmd = [sys.executable, "-m", "doascope.app.cli", "listen", "--mqtt", f"{HOST}:{broker.port}"]
+        cmd = [sys.executable, "-m", "doascope.app.cli.main", "listen", "--mqtt", f"{HOST}:{broker.port}"]
         out = subprocess.run(cmd + ["--mqtt-name", "lab", "--count", "3", "--json"], capture_output=True, text=True,
                              timeout=60, check=False)
         assert out.returncode == 0, out.stderr
@@ -401,7 +401,7 @@ def test_mqtt_publishes_tracks_and_retained_meta_for_each_array(tmp_path, broker
         assert "hall: meta: ReSpeaker" in out.stdout and "lab: meta: ReSpeaker" in out.stdout, out.stdout
         assert out.stdout.count(" tracks: ") == 6
         # Settings changed through the service reach the broker as a new retained meta.
-        from doascope.app.cli import main
+        from doascope.app.cli.main import main
         assert main(["listen", f"ws://{HOST}:{serves[1].port}/", "--count", "1",
                      "--control", '{"type": "control", "set": {"method": "music"}}']) == 0
         wait_for(lambda: any(t == "doascope/lab/meta" and m["method"] == "music" for t, _, m in sub.take()), 30,
@@ -470,7 +470,7 @@ def test_mqtt_over_tls_with_a_password(tmp_path, monkeypatch):
     serve = Serve(tmp_path, "--mqtt", f"{HOST}:{broker.port}", "--mqtt-ca", str(cert), "--mqtt-user", "array")
     monkeypatch.delenv("DOASCOPE_MQTT_PASSWORD")
     try:
-        cmd = [sys.executable, "-m", "doascope.app.cli", "listen", "--mqtt", f"{HOST}:{broker.port}", "--mqtt-ca",
+        cmd = [sys.executable, "-m", "doascope.app.cli.main", "listen", "--mqtt", f"{HOST}:{broker.port}", "--mqtt-ca",
                str(cert), "--mqtt-user", "array", "--count", "3", "--json"]
         out = subprocess.run(cmd + ["--mqtt-password", "pa55word"], capture_output=True, text=True, timeout=60,
                              check=False)
@@ -495,8 +495,8 @@ def _read_ws(port: int, out: list) -> None:
 
 
 def test_mqtt_options_and_missing_extra(capsys, monkeypatch):
-    from doascope.app.cli import main
-    from doascope.app.mqtt import check_name, parse_broker
+    from doascope.app.cli.main import main
+    from doascope.app.net.mqtt import check_name, parse_broker
 
     assert parse_broker("broker", tls=False) == ("broker", 1883)
     assert parse_broker("broker", tls=True) == ("broker", 8883)

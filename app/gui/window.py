@@ -106,7 +106,7 @@ def check_gui_options(args) -> None:
         raise ParameterError("no display to open the GUI on: set DISPLAY, run it under `xvfb-run doascope gui ...`, "
                              "or use `doascope run` for the terminal view")
     if getattr(args, "device", None) is not None:
-        from doascope.app.sources import check_device
+        from doascope.app.runtime.sources import check_device
         from doascope.hardware_profiles import load_profile
 
         profile = load_profile(args.profile) if getattr(args, "profile", None) else None

@@ -14,7 +14,7 @@ from doascope.app.config import InputConfig
 from doascope.app.gui.jobs import Job
 from doascope.app.gui.tabs import Tab
 from doascope.app.gui.widgets import AzElMap, LevelMeters, PolarPlot, RoomMap, Waterfall
-from doascope.app.simulation import PRESETS
+from doascope.sim.presets import PRESETS
 from doascope.config import DEFAULT_BAND, DEFAULT_METHOD, DEFAULT_SMOOTHING, AnalysisConfig
 
 INPUTS = ("Simulated room", "File", "Device")
@@ -241,7 +241,7 @@ class LocalizationTab(Tab):
         self._restart_if_running()
 
     def _list_devices(self) -> None:
-        from doascope.app.sources import import_sounddevice
+        from doascope.app.runtime.sources import import_sounddevice
         from doascope.hardware_profiles import match_device
 
         self.device.clear()
@@ -326,7 +326,7 @@ class LocalizationTab(Tab):
     def start(self) -> None:
         """Start the engine on the chosen input. A simulated room is rendered first in the
         background (seconds), with a "simulating room" notice; files and devices start at once."""
-        from doascope.app.run import make_source
+        from doascope.app.runtime.sources import make_source
         from doascope.hardware_profiles import load_profile
 
         self.stop()
@@ -346,7 +346,7 @@ class LocalizationTab(Tab):
             self.show_error(str(exc))
 
     def _simulate(self, args, profile) -> None:
-        from doascope.app.run import make_source
+        from doascope.app.runtime.sources import make_source
 
         text = f"simulating room '{args.sim}' for {profile.id} (image-source method; a few seconds)…"
         self.notice.setText(text)
@@ -376,8 +376,8 @@ class LocalizationTab(Tab):
                            interval_ms=50, parent=self.widget).start()
 
     def _start_engine(self, source, profile) -> None:
-        from doascope.app.engine import Engine
-        from doascope.app.outputs import FrameWriter, RawRecorder
+        from doascope.app.runtime.engine import Engine
+        from doascope.app.runtime.outputs import FrameWriter, RawRecorder
 
         self.engine = Engine(source, profile, self._config(profile))
         if profile.room is not None:

@@ -1,0 +1,1 @@
+"""The commands a user types: ``doascope`` and its subcommands (parsers, terminal output, exit codes)."""
