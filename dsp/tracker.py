@@ -80,6 +80,10 @@ class TrackState:
 
 # Time constant (s) of the velocity's decay while a track receives no peak.
 _COAST_TAU_S = 1.0
+# An unheard track within this angle (deg) of a heard one it is closing in on is masked by it (two
+# talkers crossing in one lobe), not paused: it keeps its velocity for up to _MASK_MAX_S unheard.
+_MASK_DEG = 45.0
+_MASK_MAX_S = 4.0
 
 
 class _Track:
@@ -101,6 +105,7 @@ class _Track:
         self.id = 0             # 0 while tentative
         self.lead = False       # hit by the frame's strongest peak
         self.occluded = False   # sharing one peak with another track this frame (a crossing)
+        self.masked = False     # unheard beside a louder talker it is closing in on (see Tracker._masked)
         self.logodds = 0.0      # existence, see _LEAD_EVIDENCE
         self.last_lead = -math.inf
 
@@ -264,8 +269,10 @@ class Tracker:
         smooth = 1 - math.exp(-dt / p["activity_tau"])  # one-pole smoothing of activity and power
 
         for tr in self._tracks:
+            tr.masked = bool(tr.id) and not tr.hit and self._masked(tr, t)
+        for tr in self._tracks:
             if dt > 0:
-                if not (tr.hit or tr.occluded):
+                if not (tr.hit or tr.occluded or tr.masked):
                     # Unheard, a talker is more likely standing still than walking on: let the
                     # velocity fade while coasting, or a pause makes the track drift away. A
                     # talker masked by another one passing by keeps walking.
@@ -338,7 +345,19 @@ class Tracker:
         """
         cos_gate = math.cos(math.radians(self._params["gate_deg"]))
         return next((other for other in confirmed if other is not tr and not other.hit and other.p @ z >= cos_gate
-                     and other.p @ tr.p >= cos_gate and not _hidden(other, self._t, self._params)), None)
+                     and other.p @ tr.p >= cos_gate
+                     and (other.masked or not _hidden(other, self._t, self._params))), None)
+
+    def _masked(self, tr: _Track, t: float) -> bool:
+        """Whether an unheard confirmed track is more likely masked by a louder talker it is walking
+        towards (a crossing) than paused: another shown track, heard in the last frame, within
+        _MASK_DEG and closing in, and tr heard within _MASK_MAX_S. Such a track keeps its velocity
+        (and, hidden, still counts as one of two tracks sharing a peak: see _overlapped)."""
+        if t - tr.last_hit >= _MASK_MAX_S or not tr.v.any():
+            return False
+        cos_mask = math.cos(math.radians(_MASK_DEG))
+        return any(o is not tr and o.id and o.hit and not _hidden(o, t, self._params) and o.p @ tr.p >= cos_mask
+                   and (o.p - tr.p) @ (tr.v - o.v) > 0 for o in self._tracks)
 
     def _birth(self, t: float, z: np.ndarray, power: float, r: float, lead: bool) -> None:
         """Start a tentative track at peak z; when full, evict the least likely tentative track if the

@@ -114,6 +114,18 @@ def test_a_talker_keeps_its_matched_id_while_it_stays_close():
     assert s.switches == 0
 
 
+def test_a_track_shared_by_two_talkers_counts_for_one_of_them():
+    """CLEAR-MOT matches one to one: while two crossing talkers share a single track, the talker
+    whose track is hidden is missed, not switched to the other's id and back."""
+    times = np.arange(4) * 0.5
+    truth = np.array([[0.0, 30.0], [10.0, 20.0], [20.0, 10.0], [30.0, 0.0]])
+    tracks = [[(1, 0.0), (2, 30.0)], [(1, 14.0)], [(1, 16.0)], [(1, 30.0), (2, 0.0)]]
+    s = score_tracks(times, np.ones((4, 2), bool), truth, tracks)
+    assert s.switches == 0 and s.covered == 8
+    swapped = [[(1, 0.0), (2, 30.0)], [(1, 14.0)], [(1, 16.0)], [(2, 30.0), (1, 0.0)]]
+    assert score_tracks(times, np.ones((4, 2), bool), truth, swapped).switches == 2
+
+
 def test_removing_a_pure_delay_leaves_nothing():
     rng = np.random.default_rng(0)
     phasors = np.exp(-2j * np.pi * rng.uniform(0, 1, (6, 1)) * np.linspace(300, 3500, 90)[None, :])
