@@ -1,8 +1,7 @@
 """Tracks a user can trust (dsp/extraction.py, dsp/tracker.py, dsp/track_metrics.py) on whole scenes run
 through the live engine: a dialogue gives two ids and no ghost, a pause keeps the id, a crossing keeps both
-ids, a wall reflection is
-no second source, three talkers and a fan give four tracks, the two-talker room shows exactly two tracks in
-directions and in metres; plus the metrics and the --sources option themselves."""
+ids, a wall reflection is no second source, three talkers and a fan give four tracks, the two-talker room
+shows exactly two tracks in directions and in metres; plus the metrics and the --sources option themselves."""
 
 from __future__ import annotations
 
