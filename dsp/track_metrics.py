@@ -8,9 +8,12 @@ were, and the tracks that were reported. The three measures are the ones a user 
 - ghosts: of the (frame, reported track) pairs, the fraction farther than ``ghost_deg`` from every
   talker who spoke within the last ``recent_s`` seconds (a track may outlive a short pause, not
   invent a source);
-- identity switches per talker-minute: each time the track matched to a speaking talker (the one
-  matched before while it stays within ``cover_deg``, else the nearest within ``cover_deg``) has a
-  different id from the one last matched to that talker.
+- identity switches per talker-minute, by CLEAR-MOT's rule (Bernardin & Stiefelhagen, 2008): each
+  frame, speaking talkers and tracks are matched one to one within ``cover_deg`` (a talker keeps the
+  track it was matched to while that one stays close, the others are matched by the Hungarian
+  method); a switch is a talker matched to another id than the one it was last matched to. One to
+  one: while two talkers share one track, it counts for one of them, so a crossing whose tracks
+  come out right costs no switch.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+_FAR = 1e6  # cost of a pair farther than cover_deg (never matched)
 
 
 @dataclass(frozen=True)
@@ -93,19 +99,32 @@ def score_tracks(times, speaking, truth_azimuth, tracks, *, cover_deg: float = 1
             far = ~np.any((d <= ghost_deg) & recent[None, :], axis=1)
             reports += az.size
             ghosts += int(far.sum())
-        for k in np.nonzero(speaking[f])[0]:
-            pairs += 1
-            if not az.size:
-                continue
-            # As CLEAR-MOT does: a talker keeps the track it was matched to while that one is still
-            # close enough; otherwise it takes the nearest.
+        talkers = np.nonzero(speaking[f])[0]
+        pairs += talkers.size
+        if not az.size:
+            continue
+        near = d[:, talkers].min(axis=0)
+        covered += int(np.sum(near <= cover_deg))
+        error_sum += float(np.sum(near[near <= cover_deg]))
+        # Identity as CLEAR-MOT matches it, one to one: a talker keeps the track it was matched to
+        # while that one is still close enough and nobody else's; the others are matched by the
+        # Hungarian method inside cover_deg. A track between two talkers counts for one of them only.
+        match, taken = {}, set()
+        for k in talkers:
             keep = np.nonzero((ids == last_id[k]) & (d[:, k] <= cover_deg))[0]
-            j = int(keep[0]) if keep.size else int(np.argmin(d[:, k]))
-            if d[j, k] <= cover_deg:
-                covered += 1
-                error_sum += float(d[j, k])
-                if last_id[k] is not None and last_id[k] != ids[j]:
-                    switches += 1
-                last_id[k] = ids[j]
+            if keep.size and int(keep[0]) not in taken:
+                match[int(k)] = int(keep[0])
+                taken.add(int(keep[0]))
+        rest = [int(k) for k in talkers if int(k) not in match]
+        free = [j for j in range(az.size) if j not in taken]
+        if rest and free:
+            cost = d[np.ix_(free, rest)]
+            for a, b in zip(*linear_sum_assignment(np.where(cost <= cover_deg, cost, _FAR))):
+                if cost[a, b] <= cover_deg:
+                    match[rest[b]] = free[a]
+        for k, j in match.items():
+            if last_id[k] is not None and last_id[k] != ids[j]:
+                switches += 1
+            last_id[k] = ids[j]
     minutes = float(speaking.sum()) * step / 60.0
     return TrackScores(pairs, covered, reports, ghosts, switches, minutes, error_sum)

@@ -29,7 +29,6 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from doascope import ParameterError
-from doascope.dsp.grids import directions, unit_vectors
 from doascope.dsp.peaks import Peak
 
 # Prior spread of a newborn track's angular speed: a talker walking at 1 m/s 1-2 m away.
@@ -80,17 +79,25 @@ class TrackState:
 
 # Time constant (s) of the velocity's decay while a track receives no peak.
 _COAST_TAU_S = 1.0
+# An unheard track within this angle (deg) of a heard one it is closing in on is masked by it (two
+# talkers crossing in one lobe), not paused: it keeps its velocity for up to _MASK_MAX_S unheard.
+_MASK_DEG = 45.0
+_MASK_MAX_S = 4.0
 
 
 class _Track:
-    """Mutable filter state of one track (internal). Position p and velocity v are (3,) arrays;
-    P is the (2, 2) covariance of (position, velocity), shared by the three axes, which the model
-    treats alike and independently."""
+    """Mutable filter state of one track (internal), in plain floats: a handful of tracks a frame
+    costs less as scalar arithmetic than as numpy calls on (3,) arrays. Position (px, py, pz) and
+    velocity (vx, vy, vz); (P00, P01, P11) is the symmetric covariance of (position, velocity),
+    shared by the three axes, which the model treats alike and independently."""
 
-    def __init__(self, t: float, u: np.ndarray, power: float, p_var: float, v_var: float):
-        self.p = u.copy()
-        self.v = np.zeros(3)
-        self.P = np.diag([p_var, v_var])
+    __slots__ = ("px", "py", "pz", "vx", "vy", "vz", "P00", "P01", "P11", "birth", "last_hit", "updates", "hits",
+                 "hit", "activity", "power", "id", "lead", "occluded", "masked", "logodds", "last_lead")
+
+    def __init__(self, t: float, u: tuple[float, float, float], power: float, p_var: float, v_var: float):
+        self.px, self.py, self.pz = u
+        self.vx = self.vy = self.vz = 0.0
+        self.P00, self.P01, self.P11 = p_var, 0.0, v_var
         self.birth = t
         self.last_hit = t
         self.updates = 1        # frames seen, the birth frame included
@@ -101,39 +108,70 @@ class _Track:
         self.id = 0             # 0 while tentative
         self.lead = False       # hit by the frame's strongest peak
         self.occluded = False   # sharing one peak with another track this frame (a crossing)
+        self.masked = False     # unheard beside a louder talker it is closing in on (see Tracker._masked)
         self.logodds = 0.0      # existence, see _LEAD_EVIDENCE
         self.last_lead = -math.inf
 
+    @property
+    def p(self) -> np.ndarray:
+        """(3,) unit direction vector."""
+        return np.array([self.px, self.py, self.pz])
+
+    def cos(self, u: tuple[float, float, float]) -> float:
+        """Cosine of the angle between the track's direction and unit vector u."""
+        return self.px * u[0] + self.py * u[1] + self.pz * u[2]
+
+    def cos_track(self, o: "_Track") -> float:
+        return self.px * o.px + self.py * o.py + self.pz * o.pz
+
     def predict(self, dt: float, q: float) -> None:
         # Continuous white-noise acceleration: the covariance grows with dt the same way whatever
-        # the frame rate, so irregular hops are handled exactly.
-        self.p += self.v * dt
-        F = np.array([[1.0, dt], [0.0, 1.0]])
-        Q = q * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
-        self.P = F @ self.P @ F.T + Q
+        # the frame rate, so irregular hops are handled exactly. P <- F P F' + Q, F = [[1, dt], [0, 1]].
+        self.px += self.vx * dt
+        self.py += self.vy * dt
+        self.pz += self.vz * dt
+        p01 = self.P01 + dt * self.P11
+        self.P00 = self.P00 + dt * self.P01 + dt * p01 + q * dt ** 3 / 3
+        self.P01 = p01 + q * dt ** 2 / 2
+        self.P11 = self.P11 + q * dt
 
-    def correct(self, z: np.ndarray, r: float) -> None:
-        K = self.P[:, 0] / (self.P[0, 0] + r)       # gain for (position, velocity); H = [1, 0]
-        innovation = z - self.p
-        self.p += K[0] * innovation
-        self.v += K[1] * innovation
-        self.P = self.P - np.outer(K, self.P[0])
+    def correct(self, u: tuple[float, float, float], r: float) -> None:
+        s = self.P00 + r
+        k0, k1 = self.P00 / s, self.P01 / s     # gain for (position, velocity); H = [1, 0]
+        ix, iy, iz = u[0] - self.px, u[1] - self.py, u[2] - self.pz
+        self.px += k0 * ix
+        self.py += k0 * iy
+        self.pz += k0 * iz
+        self.vx += k1 * ix
+        self.vy += k1 * iy
+        self.vz += k1 * iz
+        self.P11 -= k1 * self.P01
+        self.P00 -= k0 * self.P00
+        self.P01 -= k0 * self.P01
 
     def constrain(self, planar: bool) -> None:
         # The filter is linear in R^3 but a direction lives on the sphere: project back onto it,
         # and keep only the velocity tangent to it (a radial component would shrink or grow |p|).
         if planar:
-            self.p[2] = 0.0
-            self.v[2] = 0.0
-        norm = np.linalg.norm(self.p)
+            self.pz = 0.0
+            self.vz = 0.0
+        norm = math.sqrt(self.px * self.px + self.py * self.py + self.pz * self.pz)
         if norm > 1e-9:
-            self.p /= norm
-        self.v -= (self.v @ self.p) * self.p
+            self.px /= norm
+            self.py /= norm
+            self.pz /= norm
+        radial = self.vx * self.px + self.vy * self.py + self.vz * self.pz
+        self.vx -= radial * self.px
+        self.vy -= radial * self.py
+        self.vz -= radial * self.pz
         # Talkers walk; a faster track is following jitter (two talkers' peaks, reflections), and would
         # carry a coasting track far from where its talker was last heard.
-        speed = np.linalg.norm(self.v)
+        speed = math.sqrt(self.vx * self.vx + self.vy * self.vy + self.vz * self.vz)
         if speed > _MAX_SPEED:
-            self.v *= _MAX_SPEED / speed
+            f = _MAX_SPEED / speed
+            self.vx *= f
+            self.vy *= f
+            self.vz *= f
 
 
 def _validated(params: dict) -> dict:
@@ -258,33 +296,40 @@ class Tracker:
         dt = 0.0 if self._t is None else t - self._t
         self._t = t
         p = self._params
+        planar = p["planar"]
         deg = math.pi / 180.0
         q = (p["process_noise_deg_s"] * deg) ** 2
         r = (p["measurement_noise_deg"] * deg) ** 2
         smooth = 1 - math.exp(-dt / p["activity_tau"])  # one-pole smoothing of activity and power
+        tracks = self._tracks
 
-        for tr in self._tracks:
+        for tr in tracks:
+            tr.masked = bool(tr.id) and not tr.hit and self._masked(tr, t)
+        fade = math.exp(-dt / _COAST_TAU_S)
+        for tr in tracks:
             if dt > 0:
-                if not (tr.hit or tr.occluded):
+                if not (tr.hit or tr.occluded or tr.masked):
                     # Unheard, a talker is more likely standing still than walking on: let the
                     # velocity fade while coasting, or a pause makes the track drift away. A
                     # talker masked by another one passing by keeps walking.
-                    tr.v *= math.exp(-dt / _COAST_TAU_S)
                     if _hidden(tr, t, p):
-                        tr.v[:] = 0.0  # hidden, it waits where its talker went quiet
+                        tr.vx = tr.vy = tr.vz = 0.0  # hidden, it waits where its talker went quiet
+                    else:
+                        tr.vx *= fade
+                        tr.vy *= fade
+                        tr.vz *= fade
                 tr.predict(dt, q)
-                tr.constrain(p["planar"])
+                tr.constrain(planar)
             tr.hit = tr.lead = tr.occluded = False
 
         if active:
             kept = [pk for pk in peaks if pk.power >= p["min_power"]]
             strongest = 0 if kept and kept[0] is peaks[0] else -1   # peaks come strongest first
-            elevation = [0.0 if p["planar"] else pk.elevation for pk in kept]
-            z = unit_vectors([pk.azimuth for pk in kept], elevation).reshape(-1, 3)
-            free = np.ones(len(kept), bool)
+            z = [_unit(pk.azimuth, 0.0 if planar else pk.elevation) for pk in kept]
+            free = [True] * len(kept)
             # Confirmed tracks choose first, so that a tentative one never steals a known source's peak.
-            confirmed = [tr for tr in self._tracks if tr.id]
-            for group in (confirmed, [tr for tr in self._tracks if not tr.id]):
+            confirmed = [tr for tr in tracks if tr.id]
+            for group in (confirmed, [tr for tr in tracks if not tr.id]):
                 pairs = self._assign(group, z, free)
                 for i, k in pairs:  # every hit marked first: _overlapped asks who went without
                     group[i].lead = k == strongest
@@ -298,36 +343,41 @@ class Tracker:
                     occluder = self._overlapped(tr, confirmed, z[k]) if tr.id else None
                     if occluder is None:
                         tr.correct(z[k], r)
-                        tr.constrain(p["planar"])
+                        tr.constrain(planar)
                     else:
                         tr.occluded = occluder.occluded = True
-            for k in sorted(np.nonzero(free)[0], key=lambda k: -kept[k].power):
+            for k in sorted((k for k in range(len(kept)) if free[k]), key=lambda k: -kept[k].power):
                 self._birth(t, z[k], kept[k].power, r, lead=k == strongest)
 
         survivors, ready = _count_frame(self._tracks, t, smooth, p, active)
         self._tracks = self._merged(survivors)
         # Merge before confirming, so that an id once shown is never a duplicate dropped at once.
         self._next_id = _confirm(self._tracks, ready, self._next_id, lambda tr: self._hidden_near(tr, t))
+        hold = p["hold_time"]
         self._published = tuple(self._state(tr, t) for tr in sorted(self._tracks, key=lambda tr: tr.id)
-                                if tr.id and not _hidden(tr, t, p))
+                                if tr.id and t - tr.last_hit < hold)
         return self._published
 
     # -- steps -------------------------------------------------------------------------------------
 
-    def _assign(self, tracks: list[_Track], z: np.ndarray, free: np.ndarray) -> list[tuple[int, int]]:
+    def _assign(self, tracks: list[_Track], z: list, free: list) -> list[tuple[int, int]]:
         """Hungarian assignment of tracks to free peaks by angular distance; pairs beyond the gate dropped."""
-        cols = np.nonzero(free)[0]
-        if not tracks or cols.size == 0:
+        cols = [k for k, f in enumerate(free) if f]
+        if not tracks or not cols:
             return []
-        cosines = np.array([tr.p for tr in tracks]) @ z[cols].T
-        angle = np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))
+        gate = self._params["gate_deg"]
         # Forbidden pairs get a huge cost rather than being left out, so the solver first maximises
         # the number of pairs inside the gate, then minimises their total angle.
-        cost = np.where(angle <= self._params["gate_deg"], angle, _OUT_OF_GATE)
-        rows, ks = linear_sum_assignment(cost)
-        return [(int(i), int(cols[k])) for i, k in zip(rows, ks) if cost[i, k] < _OUT_OF_GATE]
+        cost = [[a if a <= gate else _OUT_OF_GATE for a in (_degrees_between(tr.cos(z[k])) for k in cols)]
+                for tr in tracks]
+        if len(tracks) == 1 or len(cols) == 1:
+            # One row or one column: the solver's answer is the cheapest cell (no solver call needed).
+            i, j = min(((i, j) for i in range(len(tracks)) for j in range(len(cols))), key=lambda ij: cost[ij[0]][ij[1]])
+            return [(i, cols[j])] if cost[i][j] < _OUT_OF_GATE else []
+        rows, ks = linear_sum_assignment(np.array(cost))
+        return [(int(i), cols[k]) for i, k in zip(rows, ks) if cost[i][k] < _OUT_OF_GATE]
 
-    def _overlapped(self, tr: _Track, confirmed: list[_Track], z: np.ndarray) -> _Track | None:
+    def _overlapped(self, tr: _Track, confirmed: list[_Track], z: tuple) -> _Track | None:
         """Another confirmed (shown) track, near tr, that got no peak although peak z could as well be
         its own, if there is one.
 
@@ -337,10 +387,23 @@ class Tracker:
         pick up their own peaks on the far side.
         """
         cos_gate = math.cos(math.radians(self._params["gate_deg"]))
-        return next((other for other in confirmed if other is not tr and not other.hit and other.p @ z >= cos_gate
-                     and other.p @ tr.p >= cos_gate and not _hidden(other, self._t, self._params)), None)
+        return next((other for other in confirmed if other is not tr and not other.hit and other.cos(z) >= cos_gate
+                     and other.cos_track(tr) >= cos_gate
+                     and (other.masked or not _hidden(other, self._t, self._params))), None)
 
-    def _birth(self, t: float, z: np.ndarray, power: float, r: float, lead: bool) -> None:
+    def _masked(self, tr: _Track, t: float) -> bool:
+        """Whether an unheard confirmed track is more likely masked by a louder talker it is walking
+        towards (a crossing) than paused: another shown track, heard in the last frame, within
+        _MASK_DEG and closing in, and tr heard within _MASK_MAX_S. Such a track keeps its velocity
+        (and, hidden, still counts as one of two tracks sharing a peak: see _overlapped)."""
+        if t - tr.last_hit >= _MASK_MAX_S or not (tr.vx or tr.vy or tr.vz):
+            return False
+        cos_mask = math.cos(math.radians(_MASK_DEG))
+        return any(o is not tr and o.id and o.hit and not _hidden(o, t, self._params) and o.cos_track(tr) >= cos_mask
+                   and (o.px - tr.px) * (tr.vx - o.vx) + (o.py - tr.py) * (tr.vy - o.vy)
+                   + (o.pz - tr.pz) * (tr.vz - o.vz) > 0 for o in self._tracks)
+
+    def _birth(self, t: float, z: tuple, power: float, r: float, lead: bool) -> None:
         """Start a tentative track at peak z; when full, evict the least likely tentative track if the
         newcomer's evidence is stronger."""
         logodds = _LEAD_EVIDENCE if lead else 0.0
@@ -361,15 +424,15 @@ class Tracker:
         """Drop duplicates. Tracks are visited by rank (confirmed before tentative, then lower id,
         then earlier birth); one within merge_deg of a higher-ranked kept track is dropped, except
         that two confirmed tracks must also be moving together (see _MERGE_HORIZON_S)."""
-        cos_merge = math.cos(math.radians(self._params["merge_deg"]))
         if self._params["merge_deg"] <= 0:
             return tracks
+        cos_merge = math.cos(math.radians(self._params["merge_deg"]))
         kept: list[_Track] = []
         for tr in sorted(tracks, key=lambda tr: (tr.id == 0, tr.id, tr.birth)):
             if tr.id and _hidden(tr, self._t, self._params):
                 kept.append(tr)  # a hidden track keeps its id for its talker, whoever passes by
                 continue
-            twin = next((k for k in kept if k.p @ tr.p > cos_merge and not _hidden(k, self._t, self._params)
+            twin = next((k for k in kept if k.cos_track(tr) > cos_merge and not _hidden(k, self._t, self._params)
                          and (not tr.id or self._together(k, tr))), None)
             if twin is None:
                 kept.append(tr)
@@ -384,19 +447,28 @@ class Tracker:
         """The closest hidden track within _REVIVE_GATE gates of ``tr``, if any: a talker heard again
         after a pause is often placed a little differently (other talkers' lobes, reflections)."""
         cos_gate = math.cos(math.radians(min(179.0, _REVIVE_GATE * self._params["gate_deg"])))
-        near = [h for h in self._tracks if _hidden(h, t, self._params) and h.p @ tr.p >= cos_gate]
-        return max(near, key=lambda h: h.p @ tr.p) if near else None
+        near = [h for h in self._tracks if _hidden(h, t, self._params) and h.cos_track(tr) >= cos_gate]
+        return max(near, key=lambda h: h.cos_track(tr)) if near else None
 
     def _together(self, a: _Track, b: _Track) -> bool:
         # |v| is in radians per second (tangent velocity on the unit sphere).
-        drift = np.degrees(np.linalg.norm(a.v - b.v)) * _MERGE_HORIZON_S
-        return drift < self._params["merge_deg"]
+        drift = math.degrees(math.sqrt((a.vx - b.vx) ** 2 + (a.vy - b.vy) ** 2 + (a.vz - b.vz) ** 2))
+        return drift * _MERGE_HORIZON_S < self._params["merge_deg"]
 
     def _state(self, tr: _Track, t: float) -> TrackState:
-        az, el = directions(tr.p)
-        x, y, z = (float(c) for c in tr.p)
-        return TrackState(tr.id, float(az), 0.0 if self._params["planar"] else float(el), x, y, z,
-                          float(tr.activity), t - tr.birth, tr.power)
+        az = math.degrees(math.atan2(tr.py, tr.px)) % 360.0
+        el = 0.0 if self._params["planar"] else math.degrees(math.atan2(tr.pz, math.hypot(tr.px, tr.py)))
+        return TrackState(tr.id, az, el, tr.px, tr.py, tr.pz, tr.activity, t - tr.birth, tr.power)
+
+
+def _unit(azimuth: float, elevation: float) -> tuple[float, float, float]:
+    """Unit vector (x, y, z) toward a direction in degrees (as grids.unit_vectors)."""
+    az, el = math.radians(azimuth), math.radians(elevation)
+    return (math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el))
+
+
+def _degrees_between(cosine: float) -> float:
+    return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
 
 
 def _backed(tr, t: float, p: dict) -> bool:

@@ -273,3 +273,28 @@ def test_set_params_applies_and_validates():
     assert tracker.params["gate_deg"] == 30.0  # a rejected change leaves everything as it was
     with pytest.raises(ParameterError):
         Tracker(gate_deg=-1)
+
+
+def test_the_scalar_kalman_step_matches_the_matrix_form():
+    """The track filter is written out in floats for speed; it must be the textbook constant-velocity
+    Kalman filter: P <- F P F' + Q, K = P H' / (H P H' + r), P <- (I - K H) P, per axis."""
+    from doascope.dsp.tracker import _Track
+
+    rng = np.random.default_rng(5)
+    u = rng.normal(size=3)
+    u /= np.linalg.norm(u)
+    tr = _Track(0.0, tuple(u), 1.0, 0.01, 0.3)
+    p, v, P = u.copy(), np.zeros(3), np.diag([0.01, 0.3])
+    q, r = 0.07, 0.02
+    for _ in range(20):
+        dt = float(rng.uniform(0.005, 0.1))
+        tr.predict(dt, q)
+        F = np.array([[1.0, dt], [0.0, 1.0]])
+        p, P = p + v * dt, F @ P @ F.T + q * np.array([[dt ** 3 / 3, dt ** 2 / 2], [dt ** 2 / 2, dt]])
+        z = u + rng.normal(scale=0.05, size=3)
+        tr.correct(tuple(z), r)
+        K = P[:, 0] / (P[0, 0] + r)
+        p, v, P = p + K[0] * (z - p), v + K[1] * (z - p), (np.eye(2) - np.outer(K, [1.0, 0.0])) @ P
+        np.testing.assert_allclose([tr.px, tr.py, tr.pz], p, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose([tr.vx, tr.vy, tr.vz], v, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose([tr.P00, tr.P01, tr.P11], [P[0, 0], P[0, 1], P[1, 1]], rtol=1e-12, atol=1e-15)
