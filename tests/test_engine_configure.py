@@ -44,9 +44,9 @@ def test_a_retune_keeps_the_noise_floor_the_smoothing_state_and_the_tracks(prof,
         engine.configure(smoothing=0.8, n_sources=3, min_separation=15.0, tracker={"death_time": 2.0})
         assert engine.wait_configured(60)
         n = len(frames)
-        _wait_for(lambda: len(frames) >= n + 5, what="frames after the retune")
+        _wait_for(lambda: len(frames) >= n + 40, what="frames after the retune")
         ids_before = {tr.id for tr in frames[n - 1].tracks}
-        after = frames[n:n + 5]
+        after = frames[n:n + 40]   # ~1.3 s: a talker may pause (its track hidden) for a few frames
     finally:
         engine.stop()
     assert builds == []                                   # nothing was rebuilt

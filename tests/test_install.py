@@ -199,11 +199,11 @@ def test_replay_needs_no_portaudio_and_live_capture_says_what_to_install(monkeyp
 
 
 def test_bench_progress_lines_say_what_is_left(capsys, monkeypatch):
-    from doascope.app.bench import main as bench
+    from doascope.app.bench import common as bench
 
     clock = iter([0.0, 30.0, 60.0, 80.0])
     monkeypatch.setattr(bench.time, "monotonic", lambda: next(clock))
-    pace = bench._Pace("accuracy", 3, every=10.0)
+    pace = bench.Pace("accuracy", 3, every=10.0)
     for _ in range(3):
         pace.step()
     lines = capsys.readouterr().err.splitlines()
