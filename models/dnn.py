@@ -7,7 +7,8 @@ several sources and an unknown count (He et al. 2018; Adavanne et al. 2018). Its
 the pairs' PHAT cross-spectra, so the engine's temporal integration works as for SRP-PHAT.
 
 Weights are small ``.pt`` files made by ``doascope train``; the shipped ones live in
-``models/weights/<profile id>.pt`` and are found by matching the array geometry. torch is
+``models/weights/<profile id>.pt`` and are found by matching the array geometry; every other
+array (and rate, FFT size or grid they do not fit) gets the universal network. torch is
 imported only when a network is built, so the classical methods never load it.
 """
 
@@ -119,18 +120,58 @@ def _interpolation(azimuth, n_out: int):
     return lo, (lo + 1) % n_out, (pos - np.floor(pos)).astype(np.float32)
 
 
+UNIVERSAL = "universal"      # --weights universal: the universal network even where per-array weights ship
+
+
+def _universal_fits(positions, weights, kw) -> bool:
+    """Whether ``dnn`` should run the universal network: asked for by name or by a universal weight
+    file, or no shipped per-array network fits this array, rate, FFT size and grid."""
+    from doascope.dsp.grids import default_grid
+
+    if weights is not None:
+        if str(weights) == UNIVERSAL:
+            return True
+        import_torch()
+        try:
+            meta, _ = load_weights(weights)
+        except ParameterError:
+            return False     # the per-array path reports the unreadable file in its own words
+        return meta.get("kind") == UNIVERSAL
+    pid = shipped_profile_for(positions)
+    if pid is None or not (WEIGHTS_DIR / f"{pid}.pt").is_file():
+        return True
+    grid = kw.get("grid")
+    if (grid if grid is not None else default_grid(positions)).kind != "circle":
+        return True
+    meta, _ = load_weights(WEIGHTS_DIR / f"{pid}.pt")
+    spec = meta["features"]
+    nfft = int(kw.get("nfft", 512))
+    return round(float(kw["fs"])) != int(spec["fs"]) or (spec.get("kind") == "phase" and nfft != int(spec["nfft"]))
+
+
 @register("dnn")
 class DnnEstimator(Estimator):
-    """A network trained on simulated rooms for one array (see ``doascope train``).
+    """A network trained on simulated rooms for one array (see ``doascope train``), or, where none
+    fits, the universal network (see :mod:`doascope.models.universal`), which works on any array,
+    rate and grid.
 
-    Extra options: ``weights`` = path of a weight file; None finds the shipped weights for the
-    geometry. ``symmetrize`` (default True) averages a block network's answers over the array's
+    Extra options: ``weights`` = path of a weight file (per-array or universal), or "universal";
+    None takes the shipped per-array weights where they match the geometry, rate and FFT size (and the
+    grid is a circle), else the shipped universal network. ``symmetrize`` (default True) averages a block network's answers over the array's
     symmetries (8 forward rows for a square, 12 for a hexagon; one without); a per-frame network
     averages over the block's frames instead. Circle grids only: the
     network outputs azimuth.
     """
 
     absolute_scale = True
+
+    def __new__(cls, positions, *, weights=None, **kw):
+        # One method name for both networks: the per-array weights where they fit, else the universal one.
+        if cls is DnnEstimator and _universal_fits(positions, weights, kw):
+            from doascope.models.universal import UniversalDnn
+
+            return UniversalDnn(positions, weights=None if weights == UNIVERSAL else weights, **kw)
+        return super().__new__(cls)
 
     def __init__(self, positions, *, weights=None, symmetrize: bool = True, **kw):
         super().__init__(positions, **kw)
