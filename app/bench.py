@@ -644,8 +644,8 @@ def _r3vival_dnn(con, out: dict, quick: bool) -> None:
     pos = np.asarray(ts.R3VIVAL_POSITIONS)
     fs, nfft = 16000, 512
     grid = circle_grid(1.0)
-    singles = [((a,), ((0.0, 3.0),)) for a in range(0, 360, 30)]
-    pairs = [((a, (a + d) % 360), ((0.0, 3.0),) * 2) for a in range(0, 360, 60) for d in (90, 150)]
+    singles = [((a,), (((0.0, 3.0),),)) for a in range(0, 360, 30)]
+    pairs = [((a, (a + d) % 360), (((0.0, 3.0),), ((0.3, 3.0),))) for a in range(0, 360, 60) for d in (90, 150)]
     if quick:
         singles, pairs = singles[:2], pairs[:1]
     methods = {"universal": ("dnn", {"weights": "universal"}), **{m: (m, {}) for m in DNN_RIVALS}}
