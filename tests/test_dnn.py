@@ -199,9 +199,11 @@ def test_train_command_makes_weights_that_locate_uses(tmp_path, capsys):
 
     w = tmp_path / "w.pt"
     assert main(["train", "--profile", "matrix_voice", "--scenes", "2", "--epochs", "2", "--duration", "1",
-                 "--hidden", "16", "--jobs", "1", "--out", str(w), "--cache", str(tmp_path / "cache")]) == 0
+                 "--hidden", "16", "--jobs", "1", "--out", str(w), "--cache", str(tmp_path / "cache"),
+                 "--val-scenes", "1"]) == 0
     err = capsys.readouterr().err
     assert f"wrote {w}" in err and "--weights" in err
+    assert "validation: the network" in err and "srp-phat" in err   # the held-out check, in one line
     wav = plane_wave_file(str(tmp_path / "pw.wav"), "matrix_voice", azimuth=100.0, seconds=1.0)
     assert main(["locate", wav, "--profile", "matrix_voice", "--method", "dnn", "--weights", str(w),
                  "-o", str(tmp_path / "o.jsonl")]) == 0
