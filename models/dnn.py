@@ -7,32 +7,25 @@ several sources and an unknown count (He et al. 2018; Adavanne et al. 2018). Its
 the pairs' PHAT cross-spectra, so the engine's temporal integration works as for SRP-PHAT.
 
 Weights are small ``.pt`` files made by ``doascope train``; the shipped ones live in
-``models/weights/<profile id>.pt`` and are found by matching the array geometry. torch is
+``models/weights/<profile id>.pt`` and are found by matching the array geometry; every other
+array (and rate, FFT size or grid they do not fit) gets the universal network. torch is
 imported only when a network is built, so the classical methods never load it.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from doascope import DoascopeError, ParameterError, __version__
+from doascope import ParameterError
 from doascope.dsp.estimators import Estimator, register
 from doascope.models.features import FeatureSpec, make_features, symmetries
+from doascope.models.weight_files import (  # noqa: F401  (the weight files' helpers, used through this module too)
+    WEIGHT_FORMAT, WEIGHTS_DIR, import_torch, load_weights, save_weights)
 
 N_AZIMUTH = 360             # output bins, one per degree
-WEIGHT_FORMAT = 1           # bumped when the file layout changes
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 GEOMETRY_TOL_M = 1e-3       # positions within this count as the same array
-
-
-def import_torch():
-    """torch, or a DoascopeError that says which pip extra brings it."""
-    from doascope.extras import optional_import
-
-    return optional_import("torch")
 
 
 def build_network(n_in: int, hidden=(512, 512), n_out: int = N_AZIMUTH, dropout: float = 0.1):
@@ -45,36 +38,6 @@ def build_network(n_in: int, hidden=(512, 512), n_out: int = N_AZIMUTH, dropout:
         width = h
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
-
-
-def save_weights(path, model, meta: dict) -> int:
-    """Write the network (float16 tensors, to keep files small) and its metadata; returns bytes."""
-    torch = import_torch()
-    state = {k: v.detach().to(torch.float16).clone() for k, v in model.state_dict().items()}
-    meta = dict(meta, format=WEIGHT_FORMAT, doascope=__version__)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"meta": meta, "state": state}, tmp)
-    os.replace(tmp, path)
-    return path.stat().st_size
-
-
-def load_weights(path) -> tuple[dict, dict]:
-    """(meta, state) of a weight file, checked for format; tensors as float32."""
-    torch = import_torch()
-    path = Path(path)
-    if not path.is_file():
-        raise ParameterError(f"no weight file at {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        meta, state = blob["meta"], blob["state"]
-    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: one sentence, not a traceback
-        raise ParameterError(f"{path} is not a doascope weight file ({type(exc).__name__})") from None
-    if meta.get("format") != WEIGHT_FORMAT:
-        raise ParameterError(f"{path} has weight format {meta.get('format')}, this doascope reads "
-                             f"{WEIGHT_FORMAT}: retrain with `doascope train --profile {meta.get('profile', 'P')}`")
-    return meta, {k: v.float() for k, v in state.items()}
 
 
 def same_geometry(a, b, tol: float = GEOMETRY_TOL_M) -> bool:
@@ -119,18 +82,58 @@ def _interpolation(azimuth, n_out: int):
     return lo, (lo + 1) % n_out, (pos - np.floor(pos)).astype(np.float32)
 
 
+UNIVERSAL = "universal"      # --weights universal: the universal network even where per-array weights ship
+
+
+def _universal_fits(positions, weights, kw) -> bool:
+    """Whether ``dnn`` should run the universal network: asked for by name or by a universal weight
+    file, or no shipped per-array network fits this array, rate, FFT size and grid."""
+    from doascope.dsp.grids import default_grid
+
+    if weights is not None:
+        if str(weights) == UNIVERSAL:
+            return True
+        import_torch()
+        try:
+            meta, _ = load_weights(weights)
+        except ParameterError:
+            return False     # the per-array path reports the unreadable file in its own words
+        return meta.get("kind") == UNIVERSAL
+    pid = shipped_profile_for(positions)
+    if pid is None or not (WEIGHTS_DIR / f"{pid}.pt").is_file():
+        return True
+    grid = kw.get("grid")
+    if (grid if grid is not None else default_grid(positions)).kind != "circle":
+        return True
+    meta, _ = load_weights(WEIGHTS_DIR / f"{pid}.pt")
+    spec = meta["features"]
+    nfft = int(kw.get("nfft", 512))
+    return round(float(kw["fs"])) != int(spec["fs"]) or (spec.get("kind") == "phase" and nfft != int(spec["nfft"]))
+
+
 @register("dnn")
 class DnnEstimator(Estimator):
-    """A network trained on simulated rooms for one array (see ``doascope train``).
+    """A network trained on simulated rooms for one array (see ``doascope train``), or, where none
+    fits, the universal network (see :mod:`doascope.models.universal`), which works on any array,
+    rate and grid.
 
-    Extra options: ``weights`` = path of a weight file; None finds the shipped weights for the
-    geometry. ``symmetrize`` (default True) averages a block network's answers over the array's
+    Extra options: ``weights`` = path of a weight file (per-array or universal), or "universal";
+    None takes the shipped per-array weights where they match the geometry, rate and FFT size (and the
+    grid is a circle), else the shipped universal network. ``symmetrize`` (default True) averages a block network's answers over the array's
     symmetries (8 forward rows for a square, 12 for a hexagon; one without); a per-frame network
     averages over the block's frames instead. Circle grids only: the
     network outputs azimuth.
     """
 
     absolute_scale = True
+
+    def __new__(cls, positions, *, weights=None, **kw):
+        # One method name for both networks: the per-array weights where they fit, else the universal one.
+        if cls is DnnEstimator and _universal_fits(positions, weights, kw):
+            from doascope.models.universal import UniversalDnn
+
+            return UniversalDnn(positions, weights=None if weights == UNIVERSAL else weights, **kw)
+        return super().__new__(cls)
 
     def __init__(self, positions, *, weights=None, symmetrize: bool = True, **kw):
         super().__init__(positions, **kw)

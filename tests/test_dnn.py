@@ -138,20 +138,25 @@ def test_shipped_weights_find_a_reverberant_source(profile):
     assert azimuth_error(float(np.median(found)), scene.sources[0].azimuth) <= 10
 
 
-def test_weights_for_another_geometry_are_refused():
+def test_weights_for_another_geometry_are_refused_and_misfits_get_the_universal_network():
     from doascope.models.dnn import WEIGHTS_DIR
 
+    w = WEIGHTS_DIR / "respeaker_usb_v2.pt"
     with pytest.raises(ParameterError, match="another array geometry.*doascope train"):
-        make_estimator("dnn", UMA8.positions, fs=48000, nfft=2048, weights=WEIGHTS_DIR / "respeaker_usb_v2.pt")
-    odd = RESPEAKER.positions * 1.5  # no shipped profile has this geometry
-    with pytest.raises(ParameterError, match="doascope train --profile"):
-        make_estimator("dnn", odd, fs=16000, nfft=512)
+        make_estimator("dnn", UMA8.positions, fs=48000, nfft=2048, weights=w)
     with pytest.raises(ParameterError, match="trained at 16000 Hz"):
-        make_estimator("dnn", RESPEAKER.positions, fs=48000, nfft=2048)
+        make_estimator("dnn", RESPEAKER.positions, fs=48000, nfft=2048, weights=w)
     with pytest.raises(ParameterError, match="use --nfft 512"):  # per-bin features need the same FFT
-        make_estimator("dnn", RESPEAKER.positions, fs=16000, nfft=1024)
+        make_estimator("dnn", RESPEAKER.positions, fs=16000, nfft=1024, weights=w)
     with pytest.raises(ParameterError, match="circle grid"):
-        make_estimator("dnn", RESPEAKER.positions, fs=16000, nfft=512, grid=sphere_grid(5.0, hemisphere=True))
+        make_estimator("dnn", RESPEAKER.positions, fs=16000, nfft=512, grid=sphere_grid(5.0, hemisphere=True),
+                       weights=w)
+    # without --weights, what the per-array network does not fit goes to the universal one
+    odd = RESPEAKER.positions * 1.5  # no shipped profile has this geometry
+    for pos, kw in ((odd, dict(fs=16000, nfft=512)), (RESPEAKER.positions, dict(fs=48000, nfft=2048)),
+                    (RESPEAKER.positions, dict(fs=16000, nfft=1024)),
+                    (RESPEAKER.positions, dict(fs=16000, nfft=512, grid=sphere_grid(5.0, hemisphere=True)))):
+        assert type(make_estimator("dnn", pos, **kw)).__name__ == "UniversalDnn"
 
 
 def test_locate_method_dnn_through_the_cli(tmp_path, capsys):
@@ -194,9 +199,11 @@ def test_train_command_makes_weights_that_locate_uses(tmp_path, capsys):
 
     w = tmp_path / "w.pt"
     assert main(["train", "--profile", "matrix_voice", "--scenes", "2", "--epochs", "2", "--duration", "1",
-                 "--hidden", "16", "--jobs", "1", "--out", str(w), "--cache", str(tmp_path / "cache")]) == 0
+                 "--hidden", "16", "--jobs", "1", "--out", str(w), "--cache", str(tmp_path / "cache"),
+                 "--val-scenes", "1"]) == 0
     err = capsys.readouterr().err
     assert f"wrote {w}" in err and "--weights" in err
+    assert "validation: the network" in err and "srp-phat" in err   # the held-out check, in one line
     wav = plane_wave_file(str(tmp_path / "pw.wav"), "matrix_voice", azimuth=100.0, seconds=1.0)
     assert main(["locate", wav, "--profile", "matrix_voice", "--method", "dnn", "--weights", str(w),
                  "-o", str(tmp_path / "o.jsonl")]) == 0

@@ -451,8 +451,8 @@ def _soak(minutes, out: dict) -> None:
     soak_bench(minutes, out)
 
 
-DNN_PROFILES = ("respeaker_usb_v2", "minidsp_uma8")
 DNN_RIVALS = ("srp-phat", "srp-dpd", "normmusic")
+UNIVERSAL = "dnn:universal"          # a method argument of _ONE_CORE_TIMES: dnn with weights="universal"
 
 # Per-block time of each method on one core, in a child process: BLAS and torch pools limited to
 # one thread (a spinning two-thread BLAS on a busy machine inflates small matrix products 10-100x).
@@ -474,98 +474,153 @@ audio = random_scene(prof.positions, fs, np.random.default_rng([7919, 0, 0]), n_
 X = np.ascontiguousarray(stft(audio, nfft=nfft, hop=nfft // 2)[:, :, :FRAMES])
 out = {}
 for m in sys.argv[3:]:
-    est = make_estimator(m, prof.positions, fs=fs, nfft=nfft, grid=grid, band=BAND, n_sources=2)
+    name, _, weights = m.partition(":")
+    opts = {"weights": weights} if weights else {}
+    est = make_estimator(name, prof.positions, fs=fs, nfft=nfft, grid=grid, band=BAND, n_sources=2, **opts)
     out[m] = median_time(lambda: find_peaks(est.spectrum(X), grid, 2), reps)
 print(json.dumps(out))
 """
 
 
-def _one_core_block_times(pid: str, quick: bool) -> dict:
+def _one_core_block_times(pid: str, quick: bool, methods=(UNIVERSAL, *DNN_RIVALS)) -> dict:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                NUMBA_NUM_THREADS="1")
-    res = subprocess.run([sys.executable, "-c", _ONE_CORE_TIMES, pid, str(20 if quick else 200), "dnn", *DNN_RIVALS],
+    res = subprocess.run([sys.executable, "-c", _ONE_CORE_TIMES, pid, str(20 if quick else 200), *methods],
                          env=env, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=DNN_PROFILES) -> None:
-    """The shipped DNN weights against the classical methods on reverberant rooms it never saw.
+def unseen_arrays() -> dict:
+    """Arrays no profile ships and no training scene drew (random_array's training seeds are two
+    numbers; these are fixed shapes or three-number seeds): name -> (positions (mics, 3) m, fs)."""
+    from doascope.models.dnn_check import BENCH_SEED
+    from doascope.models.universal_training import random_array
 
-    Scenes come from random_scene with seeds of their own ([7919, sources, i]; training draws
-    [seed, i]), at each profile's own rate; scoring is accuracy()'s: blocks where every source is
-    active, 1 source within 10 degrees, recall at 15 degrees for 2 and 3. Inference time is one
-    block's spectrum + peaks on one core (a child process with one-thread BLAS and torch).
+    ring8 = 0.045 * np.stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4), np.zeros(8)], 1)
+    a = np.radians(30.0)
+    square = np.array([[0.025, 0.025, 0], [-0.025, 0.025, 0], [-0.025, -0.025, 0], [0.025, -0.025, 0]])
+    square = square @ np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]).T
+    hexagon = 0.04 * np.stack([np.cos(np.arange(6) * np.pi / 3), np.sin(np.arange(6) * np.pi / 3), np.zeros(6)], 1)
+    irregular = np.array([[0.031, -0.004, 0], [0.006, 0.042, 0], [-0.037, 0.018, 0], [-0.022, -0.035, 0],
+                          [0.012, -0.041, 0]])
+    arrays = {"irregular 5-mic": (irregular, 16000), "8-mic ring, 9 cm": (ring8, 16000),
+              "square turned 30 deg, 48 kHz": (square, 48000), "hexagon, 8 cm": (hexagon, 16000)}
+    for k in range(2):
+        pos = random_array(np.random.default_rng([BENCH_SEED, 99, k]))
+        arrays[f"random {len(pos)}-mic #{k + 1}"] = (pos, 16000)
+    return arrays
+
+
+def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=None) -> None:
+    """The universal network (and the per-array networks where they ship) against the classical
+    methods on rooms none of them saw, for every shipped profile and the unseen arrays.
+
+    Scoring is :func:`doascope.models.dnn_check.score_methods` (smoothing 0.5, blocks where every source is
+    active: 1 source within 10 deg, 2 sources recall at 15 deg). Inference time is one block's
+    spectrum + peaks on one core (a child process with one-thread BLAS and torch).
     """
     import torch
 
-    from doascope.config import default_nfft
-    from doascope.sim.scenes import random_scene
+    from doascope.models.dnn_check import BENCH_SEED, score_methods
+    from doascope.hardware_profiles import list_profiles
     from doascope.models.dnn import WEIGHTS_DIR, shipped_profile_for
 
     torch.set_num_threads(1)
     con = console()
-    # 60 rooms per count: with 20, single rooms swing the two-source score by +-5 points.
-    n_scenes = n_scenes or (4 if quick else 60)
-    grid = circle_grid(1.0)
+    n_scenes = n_scenes or (2 if quick else 12)
+    setups = {}
+    for prof in list_profiles():
+        if profiles is None or prof.id in profiles:
+            setups[prof.id] = (prof.positions, int(prof.sample_rate), prof.id)
+    if profiles is None:
+        setups.update({name: (pos, fs, None) for name, (pos, fs) in unseen_arrays().items()})
     t_start = time.perf_counter()
-    pace = Pace(f"dnn, unseen rooms ({n_scenes} per source count and array)", len(profiles) * 3 * n_scenes)
-    for pid in profiles:
-        prof = load_profile(pid)
-        if not (WEIGHTS_DIR / f"{pid}.pt").is_file() or shipped_profile_for(prof.positions) is None:
-            con.print(f"[yellow]no shipped dnn weights for {pid}: skipped[/]")
-            pace.step(3 * n_scenes)
-            continue
-        pos, fs = prof.positions, prof.sample_rate
-        nfft = default_nfft(fs)
-        hop = nfft // 2
-        scores: dict[tuple, list[float]] = {}
-        for n_src in (1, 2, 3):
-            ests = {m: make_estimator(m, pos, fs=fs, nfft=nfft, grid=grid, band=BAND, n_sources=n_src)
-                    for m in ("dnn",) + DNN_RIVALS}
-            for i in range(n_scenes):
-                scene = random_scene(pos, fs, np.random.default_rng([7919, n_src, i]), n_sources=n_src)
-                truth = np.array([s.azimuth for s in scene.sources])
-                rt_bin = RT60_BINS[int(np.searchsorted([b[1] for b in RT60_BINS], scene.rt60))]
-                for m, est in ests.items():
-                    for a in (0.0, 0.5):
-                        loc = Localizer(est, hop=hop, n_sources=n_src, frames_per_block=FRAMES, smoothing=a)
-                        for r in loc.locate(scene.audio, fs):
-                            if not np.all(scene.active(r.start, r.stop)):
-                                continue
-                            err = azimuth_errors([p.azimuth for p in r.peaks], truth)
-                            val = float(err[0] <= 10) if n_src == 1 else float(np.mean(err <= 15))
-                            scores.setdefault((n_src, m, a), []).append(val)
-                            if n_src == 1:
-                                scores.setdefault((rt_bin, m, a), []).append(val)
-                pace.step()
-        times = _one_core_block_times(pid, quick)
-        table = new_table(f"DNN vs classical, {pid} ({prof.n_mics} mics, {fs} Hz, nfft {nfft}); {n_scenes} unseen "
-                       "rooms per source count, RT60 0.2-0.9 s, SNR 0-25 dB; blocks where every source is active",
-                       ["method", "smoothing", "1 src: <=10 deg", "2 src: recall@15", "3 src: recall@15"]
-                       + [f"1 src RT60 {lo:g}-{hi:g}" for lo, hi in RT60_BINS] + ["ms/block"])
-        for m in ("dnn",) + DNN_RIVALS:
-            for a in (0.0, 0.5):
-                cells = []
-                for key in [(1, m, a), (2, m, a), (3, m, a)] + [(rb, m, a) for rb in RT60_BINS]:
-                    v = scores.get(key, [])
-                    cells.append(f"{np.mean(v):.1%}" if v else "-")
-                table.add_row(m, f"{a:g}", *cells, f"{times[m] * 1e3:.2f}")
-                for n_src in (1, 2, 3):
-                    v = scores.get((n_src, m, a), [])
-                    out.setdefault("dnn", []).append({"profile": pid, "method": m, "smoothing": a, "sources": n_src,
-                                                      "score": float(np.mean(v)) if v else None, "blocks": len(v),
-                                                      "ms_per_block": times[m] * 1e3})
-        con.print(table)
-        def verdict(d):
-            return "level" if abs(d) < 0.005 else ("dnn ahead" if d > 0 else "classical ahead")
-
-        for n_src, what in ((1, "1 source within 10 deg"), (2, "2-source recall at 15 deg"),
-                            (3, "3-source recall at 15 deg")):
-            best = max((np.mean(scores.get((n_src, m, a), [0])), m, a) for m in DNN_RIVALS for a in (0.0, 0.5))
-            dnn = max((np.mean(scores.get((n_src, "dnn", a), [0])), a) for a in (0.0, 0.5))
-            con.print(f"{pid}, {what}: dnn {dnn[0]:.1%} (smoothing {dnn[1]:g}) vs best classical {best[1]} "
-                      f"{best[0]:.1%} (smoothing {best[2]:g}): {verdict(dnn[0] - best[0])}")
+    pace = Pace(f"dnn, unseen rooms ({n_scenes} per source count and array)", len(setups) * 2 * n_scenes)
+    table = new_table(f"Universal DNN vs the best classical method per cell ({', '.join(DNN_RIVALS)}); {n_scenes} "
+                   "unseen rooms per source count, RT60 0.2-0.9 s, SNR 0-25 dB, smoothing 0.5",
+                   ["array", "mics", "Hz", "1 src <=10 deg: dnn", "best classical", "2 src recall@15: dnn",
+                    "best classical", "per-array dnn (1 / 2 src)"])
+    wins = {1: 0, 2: 0, "both": 0}
+    for name, (pos, fs, pid) in setups.items():
+        methods = {"universal": ("dnn", {"weights": "universal"})}
+        if pid is not None and shipped_profile_for(pos) == pid and (WEIGHTS_DIR / f"{pid}.pt").is_file():
+            methods["per-array"] = ("dnn", {"weights": str(WEIGHTS_DIR / f"{pid}.pt")})
+        methods.update({m: (m, {}) for m in DNN_RIVALS})
+        scores = score_methods(pos, fs, methods, n_scenes=n_scenes, seed=BENCH_SEED, progress=pace.step)
+        cells, ahead = [], []
+        for n_src in (1, 2):
+            best = max((scores[(n_src, m)][0], m) for m in DNN_RIVALS)
+            u = scores[(n_src, "universal")][0]
+            ahead.append(u >= best[0])
+            wins[n_src] += int(u >= best[0])
+            cells += [f"{'[bold]' if u >= best[0] else ''}{u:.1%}", f"{best[0]:.1%} ({best[1]})"]
+            for label in methods:
+                out.setdefault("dnn", []).append({"array": name, "profile": pid, "mics": len(pos), "fs": fs,
+                                                  "method": label, "sources": n_src, "score": scores[(n_src, label)][0],
+                                                  "blocks": scores[(n_src, label)][1]})
+        wins["both"] += int(all(ahead))
+        per = (f"{scores[(1, 'per-array')][0]:.1%} / {scores[(2, 'per-array')][0]:.1%}"
+               if "per-array" in methods else "-")
+        table.add_row(name, str(len(pos)), str(fs), *cells, per)
+    con.print(table)
+    n = len(setups)
+    con.print(f"universal dnn at or above the best classical method: 1 source on {wins[1]} of {n} arrays, "
+              f"2 sources on {wins[2]} of {n}, both on {wins['both']} of {n}", highlight=False)
+    out["dnn_summary"] = {"arrays": n, "ahead_1src": wins[1], "ahead_2src": wins[2], "ahead_both": wins["both"]}
+    if profiles is None:
+        _r3vival_dnn(con, out, quick)
+    timed = "matrix_creator" if profiles is None or "matrix_creator" in profiles else next(iter(setups))
+    if setups.get(timed, (None, None, None))[2] is not None:
+        times = _one_core_block_times(timed, quick)
+        con.print(f"one block (8 frames) on one core, {timed} ({len(setups[timed][0])} mics): "
+                  + ", ".join(f"{'universal dnn' if m == UNIVERSAL else m} {t * 1e3:.2f} ms" for m, t in times.items()),
+                  highlight=False)
+        out["dnn_ms_per_block"] = {m: t * 1e3 for m, t in times.items()}
     con.print(f"({time.perf_counter() - t_start:.0f} s)")
+
+
+def _r3vival_dnn(con, out: dict, quick: bool) -> None:
+    """Real acoustics: talkers convolved with the measured responses of the R3VIVAL 7-mic array (a
+    3-D array never trained on; shared/data/r3vival), one at a time at each of its 12 azimuths and
+    two at once 90 or 150 deg apart; scored as score_methods does."""
+    from doascope.app.bench import tracking_scenes as ts
+    from doascope.app.bench.tracking import r3vival_folder
+    from doascope.models.dnn_check import SMOOTHING
+
+    folder = r3vival_folder()
+    if folder is None:
+        con.print("[yellow]shared/data/r3vival not found (set DOASCOPE_R3VIVAL): real-acoustics part skipped[/]")
+        return
+    pos = np.asarray(ts.R3VIVAL_POSITIONS)
+    fs, nfft = 16000, 512
+    grid = circle_grid(1.0)
+    singles = [((a,), (((0.0, 3.0),),)) for a in range(0, 360, 30)]
+    pairs = [((a, (a + d) % 360), (((0.0, 3.0),), ((0.3, 3.0),))) for a in range(0, 360, 60) for d in (90, 150)]
+    if quick:
+        singles, pairs = singles[:2], pairs[:1]
+    methods = {"universal": ("dnn", {"weights": "universal"}), **{m: (m, {}) for m in DNN_RIVALS}}
+    res = {}
+    for n_src, setups in ((1, singles), (2, pairs)):
+        ests = {k: make_estimator(m, pos, fs=fs, nfft=nfft, grid=grid, band=BAND, n_sources=n_src, **o)
+                for k, (m, o) in methods.items()}
+        for seed, (az, talk) in enumerate(setups):
+            audio, truth, active = ts.r3vival_scene(folder, az, talk, duration=3.0, seed=seed)
+            for k, est in ests.items():
+                loc = Localizer(est, hop=nfft // 2, n_sources=n_src, frames_per_block=FRAMES, smoothing=SMOOTHING)
+                for r in loc.locate(audio, fs):
+                    if not np.all(active(r.start, r.stop)):
+                        continue
+                    err = azimuth_errors([p.azimuth for p in r.peaks], truth)
+                    res.setdefault((n_src, k), []).append(float(err[0] <= 10) if n_src == 1 else float(np.mean(err <= 15)))
+    table = new_table("Real acoustics: R3VIVAL 7-mic array (3-D, never trained on), measured responses, 16 kHz, "
+                   f"smoothing {SMOOTHING:g}; {len(singles)} single talkers, {len(pairs)} pairs",
+                   ["method", "1 src <=10 deg", "2 src recall@15"])
+    for k in methods:
+        table.add_row(k if k != "universal" else "universal dnn",
+                      *(f"{np.mean(res.get((n, k), [np.nan])):.1%}" for n in (1, 2)))
+        out.setdefault("dnn_r3vival", []).append({"method": k, **{f"{n}src": float(np.mean(res.get((n, k), [np.nan])))
+                                                                 for n in (1, 2)}})
+    con.print(table)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,228 @@
+"""The universal DNN: one network for any array geometry, sample rate and search grid (a learned SRP).
+
+SRP-PHAT scores a direction by the mean over microphone pairs of each pair's GCC-PHAT read at the
+delay that direction predicts for that pair. This network keeps that structure and learns the parts
+in between (after Neural-SRP, Grinstein et al. 2023, whose pair features plus pair geometry pooled
+over pairs work on arrays of any shape):
+
+1. each pair's PHAT cross-spectrum (averaged over a block's frames, or integrated over blocks like
+   the classical methods' statistics) becomes GCC-PHAT in ``N_BANDS`` log-spaced sub-bands on one
+   fixed lag axis in seconds (``LAGS``), so any sample rate and FFT size give the same features: the
+   band 300-3500 Hz is read in hertz and the lags in seconds, the one internal representation;
+2. a small 1-D convolution over lags, shared by every pair, maps those correlations plus the pair's
+   geometry (its length as a delay, and each lag relative to it) to ``D`` learned correlations;
+3. each candidate direction reads every pair's learned correlations at the delay it predicts for
+   that pair (linear interpolation), and the mean over pairs, a permutation-invariant pooling, is
+   mapped point by point (with the maximum over the grid as context) to a logit.
+
+Nothing depends on the number or order of microphones or on the grid: pairs are pooled by a mean
+and directions are scored one at a time, so a circle, a hemisphere or a sphere all work. No torch at
+import time: :class:`UniversalFeatures` is plain numpy, shared by training and the estimator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from doascope import SPEED_OF_SOUND, ParameterError
+from doascope.dsp.estimators import Estimator
+from doascope.dsp.gcc import GccPhat, pair_tdoas
+
+#: the band the features read, Hz: the classical methods' default band
+BAND = (300.0, 3500.0)
+N_BANDS = 6
+#: lag step (half a sample at 16 kHz) and half-width of the lag axis: 36 cm of path, the longest pair
+#: of any shipped array (the 3-D Azimut CMA spans 32 cm) with a margin
+LAG_STEP = 1.0 / 32000.0
+TAU_MAX = 0.36 / SPEED_OF_SOUND
+N_HALF = int(np.ceil(TAU_MAX / LAG_STEP))
+LAGS = np.arange(-N_HALF, N_HALF + 1) * LAG_STEP        # (L,) seconds
+UNIVERSAL_FORMAT = 1
+UNIVERSAL_WEIGHTS = Path(__file__).resolve().parent / "weights" / "universal.pt"
+PAIR_SCALE_M = 0.25                                     # pair lengths enter the network over this
+#: the spectrum is the network's probability to this power: a monotone map (the peaks stay where they
+#: are) that lifts a second talker's weaker bump over the peak picker's relative threshold. 0.5 was
+#: chosen on the training run's held-out blocks (two-source recall at 15 deg 41 -> 48 %, a second peak on
+#: single-source blocks 34 -> 44 %); lower powers found little more and many more false second peaks.
+OUTPUT_POWER = 0.5
+
+
+class UniversalFeatures:
+    """Sub-band GCC-PHAT of every pair on the fixed lag axis, for one array, rate and FFT size.
+
+    ``cross_spectra(X)``: (pairs, B) complex64 PHAT cross-spectra of an STFT block (mics, freqs,
+    frames); ``features(C)``: (..., pairs, N_BANDS, L) float32 from cross-spectra (..., pairs, B);
+    ``geometry()``: (pairs, 2, L) float32 pair channels; ``sampling(vectors)``: (pairs, G) int64 lag
+    index and (pairs, G) float32 fraction at which direction g reads pair p.
+    """
+
+    def __init__(self, positions, *, fs: float, nfft: int, c: float = SPEED_OF_SOUND):
+        self.gcc = GccPhat(positions, fs=fs, nfft=nfft, band=(BAND[0], min(BAND[1], fs / 2)), c=c)
+        self.c = float(c)
+        pos = self.gcc.positions
+        self.pairs = self.gcc.pairs
+        self.dist = np.linalg.norm(pos[self.pairs[:, 1]] - pos[self.pairs[:, 0]], axis=1)   # (P,) m
+        if self.dist.max() / self.c > TAU_MAX:
+            raise ParameterError(f"the universal network covers pairs up to {TAU_MAX * SPEED_OF_SOUND * 100:.0f} cm "
+                                 f"apart; this array's longest pair is {self.dist.max() * 100:.0f} cm")
+        f = self.gcc.freqs
+        edges = np.geomspace(BAND[0], BAND[1] * (1 + 1e-9), N_BANDS + 1)
+        band_of = np.clip(np.searchsorted(edges, f, side="right") - 1, 0, N_BANDS - 1)
+        E = np.zeros((f.size, N_BANDS, LAGS.size), np.complex128)
+        for k in range(N_BANDS):
+            sel = band_of == k
+            # exp(+j 2 pi f tau), as GccPhat: r(tau) peaks at the pair's TDOA, 1 for a coherent wave
+            E[sel, k, :] = np.exp(2j * np.pi * np.outer(f[sel], LAGS)) / max(1, int(sel.sum()))
+        self._E = E.reshape(f.size, -1).astype(np.complex64)
+
+    @property
+    def n_pairs(self) -> int:
+        return self.pairs.shape[0]
+
+    def cross_spectra(self, X) -> np.ndarray:
+        return self.gcc.cross_spectra(X)
+
+    def features(self, C) -> np.ndarray:
+        r = (np.asarray(C, dtype=np.complex64) @ self._E).real
+        return np.ascontiguousarray(r.reshape(*r.shape[:-1], N_BANDS, LAGS.size), dtype=np.float32)
+
+    def geometry(self) -> np.ndarray:
+        return pair_geometry(self.dist, self.c)
+
+    def sampling(self, vectors) -> tuple[np.ndarray, np.ndarray]:
+        return lag_sampling(pair_tdoas(self.gcc.positions, vectors, self.pairs, c=self.c))
+
+
+def pair_geometry(dist, c: float = SPEED_OF_SOUND) -> np.ndarray:
+    """(pairs, 2, L) float32: each lag's size over the pair's largest delay (clipped to 2), and the
+    pair's length over PAIR_SCALE_M, constant along the lags. Both are even in the lag, as the
+    network must be (see :func:`build_network`)."""
+    dist = np.asarray(dist, dtype=np.float64)
+    rel = np.clip(np.abs(LAGS)[None, :] / np.maximum(dist[:, None] / c, 1e-6), 0.0, 2.0)
+    size = np.broadcast_to(dist[:, None] / PAIR_SCALE_M, rel.shape)
+    return np.stack([rel, size], axis=1).astype(np.float32)
+
+
+def lag_sampling(tdoas) -> tuple[np.ndarray, np.ndarray]:
+    """(lo int64, frac float32) reading the lag axis at delays ``tdoas`` (any shape) seconds."""
+    pos = np.clip((np.asarray(tdoas, dtype=np.float64) + N_HALF * LAG_STEP) / LAG_STEP, 0.0, 2 * N_HALF - 1e-6)
+    lo = np.floor(pos).astype(np.int64)
+    return lo, (pos - lo).astype(np.float32)
+
+
+def build_network(hidden: int = 16, width: int = 16, head: int = 32):
+    """The learned SRP (see the module docstring) as a torch module.
+
+    forward(r (N, P, N_BANDS, L), geo (N, P, 2, L), lo (N, P, G) int64, frac (N, P, G), mask (N, P))
+    -> logits (N, G); mask is 1 for real pairs, 0 for padding.
+
+    The pair (j, i) has the conjugate cross-spectrum of (i, j), so its correlations are those of
+    (i, j) reversed in lag, and each direction reads it at the opposite delay. The lag convolutions'
+    kernels are kept symmetric and the geometry channels even, so the pair network commutes with
+    that reversal: the output does not depend on the order of the microphones at all.
+    """
+    from doascope.models.weight_files import import_torch
+
+    torch = import_torch()
+    nn = torch.nn
+
+    class SymConv1d(nn.Conv1d):
+        """A lag convolution with a kernel symmetric in the lag."""
+
+        def forward(self, x):
+            w = 0.5 * (self.weight + self.weight.flip(-1))
+            return self._conv_forward(x, w, self.bias)
+
+    class LearnedSrp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pair = nn.Sequential(SymConv1d(N_BANDS + 2, hidden, 5, padding=2), nn.ReLU(),
+                                      SymConv1d(hidden, hidden, 5, padding=2), nn.ReLU(),
+                                      nn.Conv1d(hidden, width, 1))
+            self.head = nn.Sequential(nn.Conv1d(2 * width, head, 1), nn.ReLU(), nn.Conv1d(head, 1, 1))
+
+        def forward(self, r, geo, lo, frac, mask):
+            n, p, _, L = r.shape
+            g = lo.shape[-1]
+            h = self.pair(torch.cat([r, geo], dim=2).reshape(n * p, N_BANDS + 2, L)).reshape(n, p, width, L)
+            idx = lo[:, :, None, :].expand(n, p, width, g)
+            a = torch.gather(h, 3, idx)
+            b = torch.gather(h, 3, idx + 1)
+            s = a + frac[:, :, None, :] * (b - a)                                    # (N, P, D, G)
+            s = (s * mask[:, :, None, None]).sum(1) / mask.sum(1).clamp_min(1.0)[:, None, None]
+            ctx = s.amax(dim=2, keepdim=True).expand_as(s)
+            return self.head(torch.cat([s, ctx], dim=1))[:, 0]
+
+    return LearnedSrp()
+
+
+def network_from(meta: dict, state: dict):
+    arch = meta["arch"]
+    model = build_network(int(arch["hidden"]), int(arch["width"]), int(arch["head"]))
+    model.load_state_dict(state)
+    model.eval()
+    return model
+
+
+def is_universal(meta: dict) -> bool:
+    return meta.get("kind") == "universal"
+
+
+class UniversalDnn(Estimator):
+    """The universal network on any array, rate and grid (``--method dnn`` where no per-array
+    weights match; ``weights`` names another universal weight file, e.g. one fine-tuned by
+    ``doascope train --from universal``)."""
+
+    absolute_scale = True
+    name = "dnn"
+
+    def __init__(self, positions, *, weights=None, symmetrize: bool = True, **kw):
+        super().__init__(positions, **kw)
+        from doascope.models.weight_files import import_torch, load_weights
+
+        path = UNIVERSAL_WEIGHTS if weights is None else Path(weights)
+        meta, state = load_weights(path)
+        if not is_universal(meta):
+            raise ParameterError(f"{path.name} holds a per-array network, not the universal one")
+        self.meta = meta
+        self.weights_path = path
+        self.features = UniversalFeatures(self.positions, fs=self.fs, nfft=self.nfft, c=self.c)
+        self.bins = self.features.gcc.bins            # the network's band, whatever band was asked for
+        self._torch = torch = import_torch()
+        self.model = network_from(meta, state)
+        self._geo = torch.from_numpy(self.features.geometry())
+        self._reader = reading_matrix(*self.features.sampling(self.grid.vectors))
+
+    def _statistics(self, X):
+        return self.features.cross_spectra(X)
+
+    def spectrum_from(self, stats):
+        """The network's forward pass for one array: the pair convolution, then reading and averaging
+        over pairs as one sparse product (the same numbers as the batched gather of training, at a
+        fraction of its cost), then the head."""
+        torch = self._torch
+        r = torch.from_numpy(self.features.features(stats))
+        with torch.inference_mode():
+            h = self.model.pair(torch.cat([r, self._geo], dim=1))                   # (P, D, L)
+            p, d, L = h.shape
+            s = self._reader @ h.numpy().transpose(0, 2, 1).reshape(p * L, d)      # (G, D)
+            s = torch.from_numpy(np.ascontiguousarray(s.T, dtype=np.float32))[None]
+            ctx = s.amax(dim=2, keepdim=True).expand_as(s)
+            y = torch.sigmoid(self.model.head(torch.cat([s, ctx], dim=1)))[0, 0]
+        return (y.numpy() ** OUTPUT_POWER).astype(np.float32)
+
+
+def reading_matrix(lo, frac):
+    """Sparse (G, P * L) matrix whose product with per-pair, per-lag values (P * L, D) gives, for
+    each direction, the mean over pairs of the values read at its lags (linear interpolation)."""
+    from scipy.sparse import csr_matrix
+
+    p, g = lo.shape
+    L = LAGS.size
+    cols = (np.arange(p)[:, None] * L + lo)                                          # (P, G)
+    rows = np.broadcast_to(np.arange(g)[None, :], (p, g))
+    data = np.concatenate([(1.0 - frac).ravel(), frac.ravel()]) / p
+    return csr_matrix((data.astype(np.float32), (np.concatenate([rows.ravel(), rows.ravel()]),
+                                                 np.concatenate([cols.ravel(), cols.ravel() + 1]))), shape=(g, p * L))

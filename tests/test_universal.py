@@ -1,0 +1,147 @@
+"""The universal network: features against SRP-PHAT, invariance to mic order, any array/rate/grid,
+random training arrays, a tiny resumable training run, and `train --from universal` with its check."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from doascope import ParameterError
+from doascope.dsp import circle_grid, make_estimator, sphere_grid, stft
+from doascope.dsp.gcc import pair_tdoas
+from doascope.hardware_profiles import list_profiles, load_profile
+from helpers import azimuth_error, plane_wave
+
+torch.set_num_threads(1)
+ODD = np.array([[0.031, -0.004, 0.0], [0.006, 0.042, 0.0], [-0.037, 0.018, 0.0], [-0.022, -0.035, 0.0],
+                [0.012, -0.041, 0.01]])   # no profile has it: 5 mics, slightly 3-D
+
+
+def _block(positions, fs, nfft, azimuth, elevation=0.0, seed=0):
+    audio = plane_wave(positions, fs, azimuth=azimuth, elevation=elevation, seconds=0.5, seed=seed)
+    return np.ascontiguousarray(stft(audio, nfft=nfft, hop=nfft // 2)[:, :, :8])
+
+
+def test_sub_band_correlations_read_at_the_tdoas_are_srp_phat():
+    """Mean over pairs and bands of the features, read where each direction's TDOAs fall, is a plain
+    SRP-PHAT (a reference written here with numpy): both peak at the source."""
+    from doascope.models.universal import UniversalFeatures
+
+    X = _block(ODD, 16000, 512, 137.0)
+    f = UniversalFeatures(ODD, fs=16000, nfft=512)
+    grid = circle_grid(1.0)
+    lo, frac = f.sampling(grid.vectors)
+    r = f.features(f.cross_spectra(X)).mean(axis=1)                        # (P, L)
+    rows = np.arange(f.n_pairs)[:, None]
+    ours = (r[rows, lo] * (1 - frac) + r[rows, lo + 1] * frac).mean(axis=0)
+    # reference: sum over band bins of Re(C e^{+j 2 pi f tau}) straight at each direction's TDOA
+    C = f.cross_spectra(X)
+    tau = pair_tdoas(ODD, grid.vectors, f.pairs)                           # (P, G)
+    ref = np.einsum("pb,pbg->g", C, np.exp(2j * np.pi * f.gcc.freqs[None, :, None] * tau[:, None, :])).real
+    assert azimuth_error(float(grid.azimuth[np.argmax(ours)]), 137.0) <= 2
+    assert azimuth_error(float(grid.azimuth[np.argmax(ref)]), 137.0) <= 2
+    assert np.corrcoef(ours, ref)[0, 1] > 0.95
+
+
+def test_spectrum_does_not_depend_on_the_order_of_the_mics():
+    perm = np.array([3, 0, 4, 2, 1])
+    X = _block(ODD, 16000, 512, 60.0, seed=1)
+    a = make_estimator("dnn", ODD, fs=16000, nfft=512, grid=circle_grid(2.0)).spectrum(X)
+    b = make_estimator("dnn", ODD[perm], fs=16000, nfft=512, grid=circle_grid(2.0)).spectrum(X[perm])
+    np.testing.assert_allclose(a, b, atol=2e-4)
+
+
+@pytest.mark.parametrize("fs,nfft", [(16000, 512), (44100, 1024), (48000, 2048)])
+def test_any_array_and_rate_out_of_the_box(fs, nfft):
+    est = make_estimator("dnn", ODD, fs=fs, nfft=nfft, grid=circle_grid(1.0))
+    assert type(est).__name__ == "UniversalDnn"
+    s = est.spectrum(_block(ODD, fs, nfft, 250.0, seed=2))
+    assert s.shape == (360,) and np.all((s >= 0) & (s <= 1))
+    assert azimuth_error(float(np.argmax(s)), 250.0) <= 10
+
+
+def test_every_shipped_profile_gets_a_network_and_3d_arrays_a_sphere():
+    from doascope.config import default_nfft
+
+    for prof in list_profiles():
+        est = make_estimator("dnn", prof.positions, fs=prof.sample_rate, nfft=default_nfft(prof.sample_rate))
+        assert len(est.spectrum_from(est.statistics(_block(prof.positions, prof.sample_rate,
+                                                             default_nfft(prof.sample_rate), 30.0)))) == len(est.grid)
+    cma = load_profile("azimut_cma")
+    grid = sphere_grid(5.0)
+    s = make_estimator("dnn", cma.positions, fs=16000, nfft=512, grid=grid).spectrum(_block(cma.positions, 16000, 512, 100.0, 20.0))
+    assert s.shape == (len(grid),) and azimuth_error(float(grid.azimuth[np.argmax(s)]), 100.0) <= 15
+
+
+def test_per_array_weights_stay_where_they_fit_and_universal_is_chosen_by_name():
+    from doascope.models.dnn import DnnEstimator
+
+    usb = load_profile("respeaker_usb_v2")
+    assert isinstance(make_estimator("dnn", usb.positions, fs=16000, nfft=512), DnnEstimator)
+    assert type(make_estimator("dnn", usb.positions, fs=16000, nfft=512, weights="universal")).__name__ == "UniversalDnn"
+    # the per-array UMA-8 network was trained at 48 kHz: 16 kHz audio goes to the universal one
+    uma = load_profile("minidsp_uma8")
+    assert type(make_estimator("dnn", uma.positions, fs=16000, nfft=512)).__name__ == "UniversalDnn"
+
+
+def test_random_training_arrays_cover_the_stated_ranges():
+    from doascope.dsp.grids import array_geometry
+    from doascope.models.universal_training import random_array
+
+    kinds, sizes = set(), set()
+    for i in range(200):
+        p = random_array(np.random.default_rng([5, i]))
+        d = np.linalg.norm(p[:, None] - p[None], axis=2)
+        assert 2 <= len(p) <= 16 and 0.029 <= d.max() <= 0.251
+        assert np.allclose(p.mean(axis=0), 0.0, atol=0.2)
+        kinds.add(array_geometry(p))
+        sizes.add(len(p))
+    assert kinds == {"linear", "planar", "3d"} and {2, 16} <= sizes
+
+
+def test_tiny_training_runs_resumes_and_loads(tmp_path):
+    from doascope.models.dnn import load_weights
+    from doascope.models.universal_training import UniversalSettings, train_universal
+
+    s = UniversalSettings(scenes=4, epochs=1, duration=1.0, val_scenes=1, hidden=8, width=4, head=8)
+    out = tmp_path / "u.pt"
+    res = train_universal(out, s, cache_dir=tmp_path / "cache", log=lambda line: None)
+    assert res["examples"] > 0 and out.is_file()
+    meta, _ = load_weights(out)
+    assert meta["kind"] == "universal" and meta["arch"] == {"hidden": 8, "width": 4, "head": 8}
+    est = make_estimator("dnn", ODD, fs=16000, nfft=512, weights=str(out), grid=circle_grid(1.0))
+    assert est.spectrum(_block(ODD, 16000, 512, 10.0)).shape == (360,)
+    # the cache is reused: a second run simulates nothing
+    res2 = train_universal(tmp_path / "u2.pt", s, cache_dir=tmp_path / "cache", log=lambda line: None)
+    assert res2["examples"] == res["examples"]
+
+
+def test_train_from_universal_fine_tunes_and_reports_the_check(tmp_path, capsys):
+    from doascope.app.cli.main import main
+
+    w = tmp_path / "ft.pt"
+    assert main(["train", "--profile", "respeaker_usb_v2", "--from", "universal", "--scenes", "3", "--epochs", "1",
+                 "--duration", "1", "--val-scenes", "1", "--jobs", "1", "--out", str(w),
+                 "--cache", str(tmp_path / "cache")]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote {w}" in err
+    line = next(x for x in err.splitlines() if x.startswith("validation:"))
+    assert "srp-phat" in line and "%" in line
+    assert main(["train", "--profile", "respeaker_usb_v2", "--from", "universal", "--universal"]) == 2
+    assert "use one of them" in capsys.readouterr().err
+    assert main(["train", "--from", "universal"]) == 2
+    assert "give --profile" in capsys.readouterr().err
+
+
+def test_a_per_array_file_is_not_a_universal_start(tmp_path, capsys):
+    from doascope.app.cli.main import main
+    from doascope.models.dnn import WEIGHTS_DIR
+
+    assert main(["train", "--profile", "respeaker_usb_v2", "--from", str(WEIGHTS_DIR / "respeaker_usb_v2.pt")]) == 2
+    assert "holds a per-array one" in capsys.readouterr().err
+
+
+def test_pairs_longer_than_the_lag_axis_are_refused_in_one_sentence():
+    far = np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.3, 0.0]])
+    with pytest.raises(ParameterError, match="longest pair is 58 cm"):
+        make_estimator("dnn", far, fs=16000, nfft=512)
