@@ -283,13 +283,13 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def live(quick: bool, out: dict) -> None:
+def live(quick: bool, out: dict, odas: str | None = None) -> None:
     """The live engine at real-time pace: CPU per audio second (RTF) and capture-to-frame latency."""
     from doascope.app.bench_live import live_pipeline
     from doascope.app.engine import AnalysisConfig, Engine
     from doascope.app.sources import sim_source
 
-    live_pipeline(quick, out)   # one core, before and after, retune cost (doascope.app.bench_live)
+    live_pipeline(quick, out, odas)   # one core, before and after, retune cost (doascope.app.bench_live)
 
     con = _console()
     seconds = 3.0 if quick else 8.0
@@ -478,8 +478,12 @@ def cmd_bench(args) -> int:
     from doascope.extras import require
 
     require(*(extra for flag, extra in (("serve", "net"), ("dnn", "dnn")) if getattr(args, flag, False)))
+    from doascope import ParameterError
+
+    if getattr(args, "odas", None) and not args.live:
+        raise ParameterError("--odas runs ODAS beside the live engine: use it with --live")
     out: dict = {}
-    parts = {"live": lambda: live(args.quick, out),
+    parts = {"live": lambda: live(args.quick, out, getattr(args, "odas", None)),
              "serve": lambda: serve_bench(args.quick, out),
              "dnn": lambda: dnn_bench(args.quick, out, args.scenes),
              "position": lambda: position_bench(args.quick, out, n_scenes=args.scenes),
