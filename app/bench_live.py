@@ -201,12 +201,12 @@ def _paced(prof, cfg, source, seconds: float) -> dict:
 
     engine = Engine(source(speed=1.0), prof, cfg)
     # Each frame's own processing: the engine thread's CPU time for it (subscribers run on that
-    # thread right after the engine adds the frame's CPU time) and its wall time (``busy``).
+    # thread right after the engine adds the frame's CPU time) and its wall time (``processing``).
     frame_cpu, frame_wall, last = [], [], [0.0]
 
     def on_frame(frame):
         frame_cpu.append(engine.cpu_seconds - last[0])
-        frame_wall.append(frame.busy)
+        frame_wall.append(frame.processing)
         last[0] = engine.cpu_seconds
 
     engine.subscribe(on_frame)

@@ -158,28 +158,39 @@ COARSE_FINE_MIN_POINTS = 1500
 COARSE_CELL_POINTS = 10
 
 
+@njit("void(float32[::1], float32[::1], int64)", cache=True, nogil=True)
+def _max_shift(a, b, span):
+    # b[k] = max(a[k], a[k + span]) where k + span is on the grid, a[k] above (a branch-free loop).
+    L = a.shape[0]
+    n = L - span
+    lo = a[:n]
+    hi = a[span:]
+    out = b[:n]
+    for k in range(n):
+        x = lo[k]
+        y = hi[k]
+        out[k] = x if x >= y else y
+    for k in range(n, L):
+        b[k] = a[k]
+
+
 @njit("void(float32[:,::1], int32[::1], float32[:,::1], float32[::1], float32[::1])", cache=True, nogil=True)
 def _running_max(r, width, out, a, b):
     # out[p, k] >= max(r[p, k .. k + width[p]]) (equal away from the top end): maxima over 2, 4, 8...
-    # lags by doubling (each pass a vectorized loop), then the window as two overlapping spans.
+    # lags by doubling, then the window as two overlapping spans.
     P, L = r.shape
     for p in range(P):
         n = width[p] + 1            # lags in the window
-        a[:] = r[p]
+        src = r[p]
         span = 1
-        while 2 * span <= n:        # a[k] = max(r[k .. k + 2 span - 1]) (clipped at the top)
-            for k in range(L - span):
-                b[k] = max(a[k], a[k + span])
-            for k in range(L - span, L):
-                b[k] = a[k]
-            a[:] = b
+        flip = False
+        while 2 * span <= n:        # max over [k, k + 2 span) (clipped at the top), into a and b in turn
+            dst = b if flip else a
+            _max_shift(src, dst, span)
+            src = dst
+            flip = not flip
             span *= 2
-        shift = n - span            # 0 <= shift < span: [k, k + span) and [k + shift, k + shift + span)
-        o = out[p]
-        for k in range(L - shift):
-            o[k] = max(a[k], a[k + shift])
-        for k in range(L - shift, L):
-            o[k] = a[k]
+        _max_shift(src, out[p], n - span)   # [k, k + span) and [k + n - span, k + n)
 
 
 @njit("void(float32[:,:,::1], int32[:,::1], float32[:,::1], int32[:,::1], int32[::1], int64[::1],"
