@@ -35,7 +35,7 @@ CASES = (
 # ODAS (odaslive, its ReSpeaker USB preset, SSL + SST, 8 ms hops) on the 4-mic rows' audio, measured with
 # `doascope bench --live --odas PATH_TO_ODASLIVE` (doascope.app.bench_odas) on this machine class: the
 # range of its medians, quoted when the bench runs without --odas.
-ODAS_CPU_PER_AUDIO_S = (0.018, 0.024)
+ODAS_CPU_PER_AUDIO_S = (0.0215, 0.0256)
 ODAS_PROFILE = "respeaker_usb_v2"   # the preset's array: the rows on this profile get the comparison
 RETUNE_TARGET_MS = 1.0
 LATENCY_MARGIN_S = 0.010   # target: p99 <= one hop + this
