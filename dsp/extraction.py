@@ -61,7 +61,7 @@ class VoteKernels:
     few points again and again), so a window costs its frames' weighted sum, not their exponentials.
     Keeps at most ``keep`` columns, dropping the oldest."""
 
-    def __init__(self, grid: Grid, width_deg: float = VOTE_WIDTH_DEG, keep: int = 256):
+    def __init__(self, grid: Grid, width_deg: float = VOTE_WIDTH_DEG, keep: int = 64):
         self.grid, self.width_deg, self.keep = grid, width_deg, int(keep)
         self._kappa = 1.0 / np.radians(width_deg) ** 2
         self._columns: dict[int, np.ndarray] = {}
