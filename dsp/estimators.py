@@ -20,7 +20,7 @@ from doascope.dsp.extraction import (DEFAULT_EXTRACTION, EXTRACTIONS, SECONDARY_
 from doascope.dsp.grids import Grid, default_grid
 from doascope.dsp.peaks import Peak, find_peaks
 from doascope.methods import METHODS
-from doascope.dsp.srp import SrpLookup
+from doascope.dsp.srp import COARSE_FINE_MIN_POINTS, CoarseFineScan, SrpLookup
 
 ESTIMATORS: dict[str, type["Estimator"]] = {}
 # Methods whose module is imported only when asked for (torch stays out of the classical path).
@@ -142,6 +142,9 @@ class SrpPhat(Estimator):
         self.tdoas = pair_tdoas(self.positions, self.grid.vectors, self.gcc.pairs, c=self.c)   # (pairs, points) s
         self.lag_index = self.gcc.lag_index(self.tdoas)
         self.lookup = SrpLookup(self.lag_index, self.gcc.lags.size)  # checked once, here
+        # frame maxima on large grids, coarse-to-fine (the same maxima, far fewer lookups)
+        self.scan = (CoarseFineScan(self.lookup, self.grid.vectors)
+                     if self.lookup.n_points >= COARSE_FINE_MIN_POINTS else None)
 
     def correlations(self, C: np.ndarray) -> np.ndarray:
         """(S, pairs, lags) float32 correlations of S sets of cross-spectra (S, pairs, B) complex64."""
@@ -202,6 +205,8 @@ class SrpPhat(Estimator):
     def frame_peaks_from_cross(self, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`frame_peaks`, from each frame's own PHAT cross-spectra (frames, pairs, B)
         complex64 (a stream keeps them per frame: doascope.dsp.stream)."""
+        if self.scan is not None:
+            return self.scan.maxima(self.correlations(C))
         s = self.srp_rows(C)
         points = np.argmax(s, axis=1)
         return points, s[np.arange(s.shape[0]), points]

@@ -55,6 +55,32 @@ def frame_vote_map(grid: Grid, points: np.ndarray, weights: np.ndarray, width_de
     return (np.exp(kappa * (cosines - 1.0)) @ np.asarray(weights, np.float64)).astype(np.float32)
 
 
+class VoteKernels:
+    """:func:`frame_vote_map` for a stream of frames: each grid point's kernel (the von Mises
+    column) is computed once and kept for the next windows (a talker's frames vote for the same
+    few points again and again), so a window costs its frames' weighted sum, not their exponentials.
+    Keeps at most ``keep`` columns, dropping the oldest."""
+
+    def __init__(self, grid: Grid, width_deg: float = VOTE_WIDTH_DEG, keep: int = 64):
+        self.grid, self.width_deg, self.keep = grid, width_deg, int(keep)
+        self._kappa = 1.0 / np.radians(width_deg) ** 2
+        self._columns: dict[int, np.ndarray] = {}
+
+    def _column(self, point: int) -> np.ndarray:
+        col = self._columns.get(point)
+        if col is None:
+            if len(self._columns) >= self.keep:
+                del self._columns[next(iter(self._columns))]
+            col = np.exp(self._kappa * (self.grid.vectors @ self.grid.vectors[point] - 1.0))
+            self._columns[point] = col
+        return col
+
+    def map(self, points: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """As ``frame_vote_map(grid, points, weights, width_deg)``."""
+        cols = np.stack([self._column(int(p)) for p in points], axis=1)            # (G, frames)
+        return (cols @ np.asarray(weights, np.float64)).astype(np.float32)
+
+
 def vote_candidates(votes: np.ndarray, grid: Grid, n_sources: int, *, min_separation: float,
                     share: float = SECONDARY_SHARE) -> list[Peak]:
     """The vote map's peaks that pass the presence test, most votes first (``power`` = votes)."""

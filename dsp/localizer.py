@@ -14,7 +14,7 @@ import numpy as np
 from doascope import ParameterError
 from doascope.dsp.activity import ActivityGate, energy_coherence
 from doascope.dsp.estimators import Estimator
-from doascope.dsp.extraction import DEFAULT_EXTRACTION, EXTRACTIONS, frame_vote_map
+from doascope.dsp.extraction import DEFAULT_EXTRACTION, EXTRACTIONS, VoteKernels
 from doascope.dsp.peaks import Peak
 from doascope.dsp.stft import stft_blocks
 
@@ -57,6 +57,7 @@ class BlockStream:
         self.window = window
         self._smoothed: np.ndarray | None = None
         self._votes = None
+        self._vote_kernels = None    # frame_vote_map's kernel columns, kept across windows
         self._frame_cache: dict[int, tuple] = {}   # frame start sample -> (grid index, value)
         self._frames = None                        # the frame ring of process_audio (doascope.dsp.stream)
         self._index = 0
@@ -236,7 +237,9 @@ class Localizer(BlockStream):
             votes = None
             if self.n_sources > 1 and hasattr(self.estimator, "frame_peaks") and self.extraction == "votes":
                 points, values = frame_peaks()
-                self._votes = self._integrated(self._votes, frame_vote_map(self.estimator.grid, points, values ** 2))
+                if self._vote_kernels is None or self._vote_kernels.grid is not self.estimator.grid:
+                    self._vote_kernels = VoteKernels(self.estimator.grid)
+                self._votes = self._integrated(self._votes, self._vote_kernels.map(points, values ** 2))
                 votes = self._votes
             peaks = tuple(self.estimator.candidates(integrated, spectrum, self.n_sources, votes=votes,
                                                     min_separation=self.min_separation, extraction=self.extraction))

@@ -175,3 +175,63 @@ def test_jacobi_signal_subspaces_span_lapacks(mics, K):
     for R in (np.zeros((1, mics, mics)), np.eye(mics)[None]):
         E = signal_subspaces(R.astype(np.complex64), K)
         np.testing.assert_allclose(E @ E.conj().transpose(0, 2, 1), np.eye(K)[None], atol=1e-6)  # orthonormal
+
+
+# -- Coarse-to-fine frame maxima (doascope.dsp.srp.CoarseFineScan) ----------------------------------------
+
+def _srp_numpy(r, lag_index):
+    """Plain numpy SRP: mean over pairs of r interpolated linearly at each point's lag index."""
+    return np.mean([np.interp(lag_index[p].astype(np.float64), np.arange(r.shape[1]), r[p])
+                    for p in range(r.shape[0])], axis=0)
+
+
+@pytest.mark.parametrize("pid, hemisphere", [("minidsp_uma16", True), ("respeaker_usb_v2", False)])
+def test_coarse_to_fine_scan_finds_the_full_scans_maximum(pid, hemisphere):
+    """On frames of one talker, two talkers and noise alone, the coarse-to-fine scan returns the full
+    scan's maximum: the same grid point, and the same value as the plain-numpy SRP there to float32
+    rounding. Exact by construction (each coarse cell's bound is >= every one of its points'
+    SRP; a cell is skipped only when its bound is below the best value found, by more than
+    BOUND_TOLERANCE), so the only tolerance is float32's (1e-5 on values of order 1)."""
+    from doascope.dsp.grids import sphere_grid
+    from doascope.dsp.srp import CoarseFineScan, coarse_cells
+
+    prof_ = load_profile(pid)
+    fs, nfft = prof_.sample_rate, 1024
+    grid = sphere_grid(4.0, hemisphere=hemisphere)
+    est = make_estimator("srp-phat", prof_.positions, fs=fs, nfft=nfft, grid=grid)
+    cells = coarse_cells(grid.vectors, 8)
+    assert cells.shape == (len(grid),) and set(np.unique(cells)) == set(range(cells.max() + 1))
+    scan = CoarseFineScan(est.lookup, grid.vectors, 8)
+    for k, (azimuths, snr) in enumerate([([70.0], 20), ([40.0, 200.0], 10), ([], None)]):
+        if azimuths:
+            x = mixture(prof_.positions, fs, azimuths, seconds=0.3, seed=k, snr_db=snr)
+        else:
+            x = np.random.default_rng(k).standard_normal((int(0.3 * fs), prof_.n_mics)).astype(np.float32)
+        X = stft(x, nfft=nfft, hop=nfft // 2)
+        Y = X[:, est.bins, :]
+        Y = Y / (np.abs(Y) + np.float32(1e-20))
+        pairs = est.gcc.pairs
+        C = np.ascontiguousarray((Y[pairs[:, 0]] * np.conj(Y[pairs[:, 1]])).transpose(2, 0, 1))
+        r = est.correlations(C)
+        points, values = scan.maxima(r)
+        for s in range(r.shape[0]):
+            want = _srp_numpy(r[s], est.lag_index)
+            assert want[points[s]] >= want.max() - 1e-5, (k, s)
+            assert values[s] == pytest.approx(want.max(), abs=1e-5)
+        full = est.lookup.rows(r)                  # the kernel's full scan: the same point, bit for bit
+        np.testing.assert_array_equal(points, np.argmax(full, axis=1))
+        np.testing.assert_array_equal(values, full.max(axis=1))
+
+
+def test_vote_kernels_give_frame_vote_map():
+    from doascope.dsp.extraction import VoteKernels, frame_vote_map
+    from doascope.dsp.grids import sphere_grid
+
+    grid = sphere_grid(5.0)
+    kernels = VoteKernels(grid, keep=4)
+    rng = np.random.default_rng(2)
+    for _ in range(5):   # points seen again and new ones, past the columns kept
+        points = rng.integers(0, len(grid), 6)
+        weights = rng.random(6)
+        np.testing.assert_allclose(kernels.map(points, weights), frame_vote_map(grid, points, weights),
+                                   rtol=1e-6, atol=1e-7)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 
 
-def _live(quick: bool, out: dict) -> None:
+def _live(quick: bool, out: dict, odas: str | None) -> None:
     from doascope.app.bench.live import live_pipeline
     from doascope.app.bench.realtime import realtime
 
-    live_pipeline(quick, out)   # one core, before and after, retune cost
+    live_pipeline(quick, out, odas)   # one core, before and after, retune cost (and ODAS with --odas)
     realtime(quick, out)        # at real-time pace: RTF, latency, a 10x replay
 
 
@@ -25,6 +25,10 @@ def cmd_bench(args) -> int:
     from doascope.extras import require
 
     require(*(extra for flag, extra in (("serve", "net"), ("dnn", "dnn")) if getattr(args, flag, False)))
+    if getattr(args, "odas", None) and not args.live:
+        from doascope import ParameterError
+
+        raise ParameterError("--odas runs ODAS beside the live engine: use it with --live")
     out: dict = {}
 
     def part(module: str, fn: str, *a, **k):
@@ -34,7 +38,7 @@ def cmd_bench(args) -> int:
             getattr(importlib.import_module(f"doascope.app.bench.{module}"), fn)(*a, **k)
         return run
 
-    parts = {"live": lambda: _live(args.quick, out),
+    parts = {"live": lambda: _live(args.quick, out, getattr(args, "odas", None)),
              "serve": part("serve", "serve_bench", args.quick, out),
              "dnn": part("dnn", "dnn_bench", args.quick, out, args.scenes),
              "position": part("position", "position_bench", args.quick, out, n_scenes=args.scenes),

@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="speed and accuracy against pyroomacoustics (ratios, measured in this process)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions and scenes (a smoke run)")
     p.add_argument("--live", action="store_true", help="the live engine: real-time factor, latency, a 10x soak")
+    p.add_argument("--odas", metavar="ODASLIVE", default=None, help="with --live: also run ODAS's odaslive on the 4-mic audio")
     p.add_argument("--serve", action="store_true",
                    help="the network service: frames delivered and CPU with 0, 10 and 100 WebSocket clients")
     p.add_argument("--position", action="store_true", help="position mode: error and cost of each room search")
