@@ -14,7 +14,9 @@ import json
 def _live(quick: bool, out: dict, odas: str | None) -> None:
     from doascope.app.bench.live import live_pipeline
     from doascope.app.bench.realtime import realtime
+    from doascope.app.bench.startup import startup_bench
 
+    startup_bench(quick, out)         # --help and locate of a 1 s file, wall and CPU
     live_pipeline(quick, out, odas)   # one core, before and after, retune cost (and ODAS with --odas)
     realtime(quick, out)        # at real-time pace: RTF, latency, a 10x replay
 

@@ -1,7 +1,8 @@
-"""Start-up wall time of doascope commands: median of N runs each, in this one run of the script,
-next to `python -c pass` as the reference (the interpreter's own start).
+"""Start-up of doascope commands (part of ``bench --live``): median wall and CPU time of N runs each,
+next to `python -c pass` as the reference (the interpreter's own start), against the targets of
+``--help`` <= 0.3 s and ``locate`` of a 1 s file <= 1.0 s wall.
 
-    python scripts/startup_times.py [--runs 7] [--before SITE_DIR]
+    python -m doascope.app.bench.startup [--runs 7] [--before SITE_DIR]
 
 Each command runs as `python -m doascope.app.cli.main ...` with the installed doascope; with --before, also
 with another doascope installed in SITE_DIR (e.g. `pip install --no-deps --target SITE_DIR <old tree>`),
@@ -40,6 +41,46 @@ def _one_second_file(folder: str) -> str:
     return path
 
 
+HELP_TARGET_S = 0.3
+LOCATE_TARGET_S = 1.0
+
+
+def _cases(wav: str) -> list[tuple[str, list[str]]]:
+    cli = [sys.executable, "-m", "doascope.app.cli.main"]
+    return [
+        ("python -c pass", [sys.executable, "-c", "pass"]),
+        ("doascope --help", cli + ["--help"]),
+        ("doascope locate --help", cli + ["locate", "--help"]),
+        ("doascope locate --band 9 (error)", cli + ["locate", wav, "-p", "respeaker_usb_v2", "--band", "9"]),
+        ("doascope locate (1 s file)", cli + ["locate", wav, "-p", "respeaker_usb_v2"]),
+    ]
+
+
+def startup_bench(quick: bool, out: dict) -> None:
+    """The start-up table of ``bench --live``: each command's median wall and CPU time, with targets."""
+    from doascope.app.bench.common import console, new_table
+
+    runs = 3 if quick else 7
+    con = console()
+    table = new_table(f"Start-up: median of {runs} runs (wall; CPU = user + system, less sensitive to other load)",
+                      ["case", "wall (s)", "x python -c pass", "CPU (s)", "target (wall)", "met"])
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = _cases(_one_second_file(tmp))
+        subprocess.run(cases[-1][1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # numba cache
+        ref = None
+        for label, cmd in cases:
+            got = [_run(cmd, env) for _ in range(runs)]
+            wall, cpu = statistics.median(w for w, _ in got), statistics.median(c for _, c in got)
+            ref = ref or wall
+            target = HELP_TARGET_S if "help" in label else LOCATE_TARGET_S if "1 s file" in label else None
+            table.add_row(label, f"{wall:.3f}", f"{wall / ref:.1f}x", f"{cpu:.3f}",
+                          "-" if target is None else f"<= {target:g}",
+                          "-" if target is None else ("yes" if wall <= target else "no"))
+            out.setdefault("startup", []).append({"case": label, "wall_s": wall, "cpu_s": cpu, "target_s": target})
+    con.print(table)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
@@ -48,16 +89,8 @@ def main() -> int:
     variants = {"now": dict(os.environ)}
     if a.before:
         variants = {"before": dict(os.environ, PYTHONPATH=a.before), **variants}
-    cli = [sys.executable, "-m", "doascope.app.cli.main"]
     with tempfile.TemporaryDirectory() as tmp:
-        wav = _one_second_file(tmp)
-        cases = [
-            ("python -c pass", [sys.executable, "-c", "pass"]),
-            ("doascope --help", cli + ["--help"]),
-            ("doascope locate --help", cli + ["locate", "--help"]),
-            ("doascope locate --band 9 (error)", cli + ["locate", wav, "-p", "respeaker_usb_v2", "--band", "9"]),
-            ("doascope locate (1 s file)", cli + ["locate", wav, "-p", "respeaker_usb_v2"]),
-        ]
+        cases = _cases(_one_second_file(tmp))
         for env in variants.values():   # fill the numba caches
             subprocess.run(cases[-1][1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         print(f"median of {a.runs} runs: wall seconds (x: times python -c pass), and CPU seconds (user + system, "
