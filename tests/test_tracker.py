@@ -167,24 +167,6 @@ def test_a_peak_that_is_never_the_strongest_is_never_confirmed():
     assert sorted(s.id for s in out[-1][1]) == [1, 2]
 
 
-def test_a_peak_between_two_tracked_sources_starts_no_track():
-    """Two sources 70 deg apart whose lobes merge into a peak halfway (often the frame's strongest):
-    the merged peak is neither source, so it gets no track; a third source elsewhere does."""
-    rng = np.random.default_rng(3)
-
-    def two(t):
-        return [peak(60.0), peak(130.0, power=0.8)] if rng.random() < 0.5 else [peak(130.0), peak(60.0, power=0.8)]
-
-    tracker = Tracker()
-    run(tracker, np.arange(0, 1.0, HOP), two)
-    assert sorted(round(s.azimuth) for s in tracker.tracks) == [60, 130]
-    out = run(tracker, np.arange(1.0, 4.0, HOP), lambda t: [peak(95.0)] + two(t))
-    assert all(az_error(s.azimuth, 95.0) > 20.0 for _, tracks in out for s in tracks)
-    out = run(tracker, np.arange(4.0, 7.0, HOP),
-              lambda t: [peak(a, power=1.0 if k == 0 else 0.8) for k, a in enumerate(rng.permutation([60.0, 130.0, 250.0]))])
-    assert sorted(round(s.azimuth) for s in out[-1][1]) == [60, 130, 250]
-
-
 def test_a_steady_source_that_leads_now_and_then_keeps_its_track():
     """A fan beside talkers: the strongest peak for 0.5 s every 4.5 s, a weaker peak in between."""
     tracker = Tracker()
