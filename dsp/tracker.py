@@ -9,7 +9,8 @@ by the Hungarian method inside a gate; a peak no track claims starts a tentative
 As in ODAS's SST, every track carries a probability that its source exists, fed by the evidence of
 each frame: being the frame's strongest peak counts for it, going unheard while the scene is active
 counts against it, and a weaker peak beside a stronger source counts for nothing, because that is
-how a reflection of the stronger source behaves. A tentative track is confirmed (given an id) once
+how a reflection of the stronger source behaves. A weaker peak between two shown tracks, where
+their merged lobes put one, starts no track. A tentative track is confirmed (given an id) once
 that probability is high and it has lived ``confirm_time``; it is dropped once the probability is
 low. A confirmed track unheard for ``hold_time`` is no longer reported and stops moving, but keeps
 its id, so that a talker who pauses, or is masked for a while, comes back under the same id: when
@@ -52,8 +53,12 @@ _DROP_LOGODDS = -2.0      # P(exists) = 0.12: a tentative track is dropped
 _MAX_LOGODDS = 4.0        # the most a track can bank, so that evidence against it still counts
 # A newly confirmed track takes the id of a hidden one within this many gates.
 _REVIVE_GATE = 2.0
-# A confirmed track takes weaker peaks only within this time (s) of being a frame's strongest peak.
-_LEAD_MEMORY_S = 3.0
+# A confirmed track takes weaker peaks only within this time (s) of being a frame's strongest peak
+# (long enough for a steady source, a fan, which leads only now and then beside talkers).
+_LEAD_MEMORY_S = 5.0
+# A weaker peak between two shown tracks less than this far apart (degrees) starts no track: on a
+# small array the lobes of two sources merge into a peak between them, which is neither.
+_BETWEEN_DEG = 100.0
 
 
 @dataclass(frozen=True)
@@ -347,6 +352,8 @@ class Tracker:
                     else:
                         tr.occluded = occluder.occluded = True
             for k in sorted((k for k in range(len(kept)) if free[k]), key=lambda k: -kept[k].power):
+                if k != strongest and self._between(z[k], t):
+                    continue
                 self._birth(t, z[k], kept[k].power, r, lead=k == strongest)
 
         survivors, ready = _count_frame(self._tracks, t, smooth, p, active)
@@ -402,6 +409,18 @@ class Tracker:
         return any(o is not tr and o.id and o.hit and not _hidden(o, t, self._params) and o.cos_track(tr) >= cos_mask
                    and (o.px - tr.px) * (tr.vx - o.vx) + (o.py - tr.py) * (tr.vy - o.vy)
                    + (o.pz - tr.pz) * (tr.vz - o.vz) > 0 for o in self._tracks)
+
+    def _between(self, u: tuple, t: float) -> bool:
+        """Whether direction u lies between two shown tracks less than _BETWEEN_DEG apart (closer to
+        each of them than they are to each other): where their merged lobes put a peak."""
+        shown = [tr for tr in self._tracks if tr.id and not _hidden(tr, t, self._params)]
+        cos_span = math.cos(math.radians(_BETWEEN_DEG))
+        for i, a in enumerate(shown):
+            for b in shown[i + 1:]:
+                cos_ab = a.cos_track(b)
+                if cos_ab >= cos_span and a.cos(u) > cos_ab and b.cos(u) > cos_ab:
+                    return True
+        return False
 
     def _birth(self, t: float, z: tuple, power: float, r: float, lead: bool) -> None:
         """Start a tentative track at peak z; when full, evict the least likely tentative track if the

@@ -167,6 +167,17 @@ def test_a_peak_that_is_never_the_strongest_is_never_confirmed():
     assert sorted(s.id for s in out[-1][1]) == [1, 2]
 
 
+def test_a_steady_source_that_leads_now_and_then_keeps_its_track():
+    """A fan beside talkers: the strongest peak for 0.5 s every 4.5 s, a weaker peak in between."""
+    tracker = Tracker()
+    out = run(tracker, np.arange(0, 13.5, HOP),
+              lambda t: [peak(300.0), peak(60.0, power=0.7)] if t % 4.5 < 0.5 else [peak(60.0), peak(300.0, power=0.7)])
+    ids = {round(s.azimuth): s.id for s in out[-1][1]}
+    assert sorted(ids) == [60, 300]
+    fan = ids[300]
+    assert all(fan in {s.id for s in tracks} for t, tracks in out if t >= 1.0)
+
+
 def test_speech_gaps_keep_the_same_id():
     rng = np.random.default_rng(5)
     tracker = Tracker()
