@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from doascope import SPEED_OF_SOUND, ParameterError
+from doascope.dsp._checks import as_stft
 from doascope.dsp.estimators import Estimator
+from doascope.dsp.extraction import DEFAULT_EXTRACTION, EXTRACTIONS, vote_extraction
 from doascope.dsp.gcc import GccPhat, pair_tdoas
 
 #: the band the features read, Hz: the classical methods' default band
@@ -75,7 +77,11 @@ class UniversalFeatures:
             sel = band_of == k
             # exp(+j 2 pi f tau), as GccPhat: r(tau) peaks at the pair's TDOA, 1 for a coherent wave
             E[sel, k, :] = np.exp(2j * np.pi * np.outer(f[sel], LAGS)) / max(1, int(sel.sum()))
-        self._E = E.reshape(f.size, -1).astype(np.complex64)
+        E = E.reshape(f.size, -1)
+        # Re(C E) as one real product: C's float32 view interleaves (re, im) along the bins, so the
+        # rows of E interleave (Re E, -Im E): half the work of the complex product, no copy of C.
+        self._E = np.empty((2 * f.size, E.shape[1]), np.float32)
+        self._E[0::2], self._E[1::2] = E.real, -E.imag
 
     @property
     def n_pairs(self) -> int:
@@ -85,7 +91,8 @@ class UniversalFeatures:
         return self.gcc.cross_spectra(X)
 
     def features(self, C) -> np.ndarray:
-        r = (np.asarray(C, dtype=np.complex64) @ self._E).real
+        C = np.ascontiguousarray(C, dtype=np.complex64)
+        r = C.view(np.float32) @ self._E
         return np.ascontiguousarray(r.reshape(*r.shape[:-1], N_BANDS, LAGS.size), dtype=np.float32)
 
     def geometry(self) -> np.ndarray:
@@ -199,19 +206,54 @@ class UniversalDnn(Estimator):
         return self.features.cross_spectra(X)
 
     def spectrum_from(self, stats):
-        """The network's forward pass for one array: the pair convolution, then reading and averaging
-        over pairs as one sparse product (the same numbers as the batched gather of training, at a
-        fraction of its cost), then the head."""
+        return self.spectra(np.asarray(stats)[None])[0]
+
+    def spectra(self, C) -> np.ndarray:
+        """(S, points) float32 spectra of S sets of cross-spectra (S, pairs, B): the network's forward
+        pass for one array: the pair convolution, then reading and averaging over pairs as one sparse
+        product (the same numbers as the batched gather of training, at a fraction of its cost), then
+        the head."""
         torch = self._torch
-        r = torch.from_numpy(self.features.features(stats))
+        r = torch.from_numpy(self.features.features(C))                              # (S, P, K, L)
+        n, p, k, L = r.shape
         with torch.inference_mode():
-            h = self.model.pair(torch.cat([r, self._geo], dim=1))                   # (P, D, L)
-            p, d, L = h.shape
-            s = self._reader @ h.numpy().transpose(0, 2, 1).reshape(p * L, d)      # (G, D)
-            s = torch.from_numpy(np.ascontiguousarray(s.T, dtype=np.float32))[None]
+            x = torch.cat([r, self._geo[None].expand(n, -1, -1, -1)], dim=2).reshape(n * p, k + 2, L)
+            h = self.model.pair(x).reshape(n, p, -1, L)                              # (S, P, D, L)
+            d = h.shape[2]
+            hv = h.numpy().transpose(1, 3, 0, 2).reshape(p * L, n * d)               # (P*L, S*D)
+            s = (self._reader @ hv).reshape(-1, n, d).transpose(1, 2, 0)             # (S, D, G)
+            s = torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32))
             ctx = s.amax(dim=2, keepdim=True).expand_as(s)
-            y = torch.sigmoid(self.model.head(torch.cat([s, ctx], dim=1)))[0, 0]
+            y = torch.sigmoid(self.model.head(torch.cat([s, ctx], dim=1)))[:, 0]
         return (y.numpy() ** OUTPUT_POWER).astype(np.float32)
+
+    def frame_peaks(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Each STFT frame's own maximum of the network's spectrum: (frames,) grid indices and values,
+        the frame votes that tell simultaneous talkers apart (see doascope.dsp.extraction), as
+        srp-phat's frames vote with their own SRP maxima."""
+        X = as_stft(X, mics=self.n_mics)
+        Y = X[:, self.bins, :]
+        Y = Y / (np.abs(Y) + np.float32(1e-20))
+        pairs = self.features.pairs
+        C = Y[pairs[:, 0]] * np.conj(Y[pairs[:, 1]])                                  # (P, B, T)
+        return self.frame_peaks_from_cross(np.ascontiguousarray(C.transpose(2, 0, 1)))
+
+    def frame_peaks_from_cross(self, C) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`frame_peaks`, from each frame's PHAT cross-spectra (frames, pairs, B)."""
+        s = self.spectra(C)
+        points = np.argmax(s, axis=1)
+        return points, s[np.arange(s.shape[0]), points]
+
+    def candidates(self, stats, spectrum, n_sources, *, min_separation=20.0, votes=None,
+                   extraction=DEFAULT_EXTRACTION):
+        """One source: the spectrum's peak. Several: by frame votes where the localizer gives them
+        (``extraction="votes"``, the default), as srp-phat does; otherwise the spectrum's peaks."""
+        if extraction not in EXTRACTIONS:
+            raise ParameterError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
+        peaks = super().candidates(stats, spectrum, n_sources, min_separation=min_separation)
+        if n_sources <= 1 or extraction != "votes" or votes is None or not peaks:
+            return peaks
+        return vote_extraction(votes, spectrum, peaks, self.grid, n_sources, min_separation=min_separation)
 
 
 def reading_matrix(lo, frac):

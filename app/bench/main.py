@@ -478,6 +478,8 @@ for m in sys.argv[3:]:
     opts = {"weights": weights} if weights else {}
     est = make_estimator(name, prof.positions, fs=fs, nfft=nfft, grid=grid, band=BAND, n_sources=2, **opts)
     out[m] = median_time(lambda: find_peaks(est.spectrum(X), grid, 2), reps)
+    if hasattr(est, "frame_peaks"):   # two sources: and each of the block's 8 frames' own maximum (its vote)
+        out[m + "+votes"] = median_time(lambda: (find_peaks(est.spectrum(X), grid, 2), est.frame_peaks(X)), reps)
 print(json.dumps(out))
 """
 
@@ -573,8 +575,8 @@ def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=None
     if setups.get(timed, (None, None, None))[2] is not None:
         times = _one_core_block_times(timed, quick)
         con.print(f"one block (8 frames) on one core, {timed} ({len(setups[timed][0])} mics): "
-                  + ", ".join(f"{'universal dnn' if m == UNIVERSAL else m} {t * 1e3:.2f} ms" for m, t in times.items()),
-                  highlight=False)
+                  + ", ".join(f"{m.replace(UNIVERSAL, 'universal dnn').replace('+votes', ' with frame votes')} "
+                              f"{t * 1e3:.2f} ms" for m, t in times.items()), highlight=False)
         out["dnn_ms_per_block"] = {m: t * 1e3 for m, t in times.items()}
     con.print(f"({time.perf_counter() - t_start:.0f} s)")
 
