@@ -199,8 +199,35 @@ class UniversalDnn(Estimator):
         self.bins = self.features.gcc.bins            # the network's band, whatever band was asked for
         self._torch = torch = import_torch()
         self.model = network_from(meta, state)
-        self._geo = torch.from_numpy(self.features.geometry())
-        self._reader = reading_matrix(*self.features.sampling(self.grid.vectors))
+        # Only the lags this array's pairs can read matter, plus the lag convolutions' reach (two
+        # 5-tap layers, 2 lags each) and the interpolation's next lag: the network runs on that window
+        # of the lag axis and gives the very numbers of the whole axis (a small array reads a third).
+        m = int(np.ceil(self.features.dist.max() / self.c / LAG_STEP))
+        w = min(N_HALF, m + 5)
+        lags = slice(N_HALF - w, N_HALF + w + 1)
+        E = self.features._E
+        self._E = np.ascontiguousarray(E.reshape(E.shape[0], N_BANDS, LAGS.size)[:, :, lags].reshape(E.shape[0], -1))
+        self._n_lags = 2 * w + 1
+        self._geo = torch.from_numpy(np.ascontiguousarray(self.features.geometry()[:, :, lags]))
+        lo, frac = self.features.sampling(self.grid.vectors)
+        self._reader = reading_matrix(lo - (N_HALF - w), frac, self._n_lags)
+        self._layers = self._unrolled(torch)
+
+    def _unrolled(self, torch):
+        """The network's layers as plain tensors for :meth:`spectra`: the lag kernels made symmetric
+        once; the first layer's part on the (constant) pair geometry computed once per pair, as a bias;
+        the head's first layer split into its part on each direction and on the maximum over them."""
+        F = torch.nn.functional
+        conv1, _, conv2, _, conv3 = self.model.pair
+        (head1, _, head2), width = self.model.head, conv3.out_channels
+        with torch.inference_mode():
+            w1 = 0.5 * (conv1.weight + conv1.weight.flip(-1))
+            geo_bias = F.conv1d(self._geo, w1[:, N_BANDS:].contiguous(), conv1.bias, padding=conv1.padding)
+            return {"w1": w1[:, :N_BANDS].contiguous(), "pad1": conv1.padding, "geo_bias": geo_bias,
+                    "w2": (0.5 * (conv2.weight + conv2.weight.flip(-1))).contiguous(), "b2": conv2.bias,
+                    "pad2": conv2.padding, "w3": conv3.weight, "b3": conv3.bias,
+                    "h_s": head1.weight[:, :width].contiguous(), "h_ctx": head1.weight[:, width:, 0].contiguous(),
+                    "h_b": head1.bias, "h2": head2.weight, "h2_b": head2.bias}
 
     def _statistics(self, X):
         return self.features.cross_spectra(X)
@@ -213,18 +240,22 @@ class UniversalDnn(Estimator):
         pass for one array: the pair convolution, then reading and averaging over pairs as one sparse
         product (the same numbers as the batched gather of training, at a fraction of its cost), then
         the head."""
-        torch = self._torch
-        r = torch.from_numpy(self.features.features(C))                              # (S, P, K, L)
-        n, p, k, L = r.shape
+        torch, F, t = self._torch, self._torch.nn.functional, self._layers
+        C = np.ascontiguousarray(C, dtype=np.complex64)
+        n, p = C.shape[:2]
+        L = self._n_lags
+        r = torch.from_numpy((C.view(np.float32) @ self._E).reshape(n * p, N_BANDS, L))
         with torch.inference_mode():
-            x = torch.cat([r, self._geo[None].expand(n, -1, -1, -1)], dim=2).reshape(n * p, k + 2, L)
-            h = self.model.pair(x).reshape(n, p, -1, L)                              # (S, P, D, L)
+            h = F.conv1d(r, t["w1"], padding=t["pad1"]).view(n, p, -1, L) + t["geo_bias"]
+            h = F.conv1d(h.relu_().view(n * p, -1, L), t["w2"], t["b2"], padding=t["pad2"]).relu_()
+            h = F.conv1d(h, t["w3"], t["b3"]).view(n, p, -1, L)                     # (S, P, D, L)
             d = h.shape[2]
             hv = h.numpy().transpose(1, 3, 0, 2).reshape(p * L, n * d)               # (P*L, S*D)
             s = (self._reader @ hv).reshape(-1, n, d).transpose(1, 2, 0)             # (S, D, G)
             s = torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32))
-            ctx = s.amax(dim=2, keepdim=True).expand_as(s)
-            y = torch.sigmoid(self.model.head(torch.cat([s, ctx], dim=1)))[:, 0]
+            ctx = s.amax(dim=2) @ t["h_ctx"].T + t["h_b"]                             # (S, head)
+            z = F.conv1d(s, t["h_s"]) + ctx[:, :, None]
+            y = torch.sigmoid(F.conv1d(z.relu_(), t["h2"], t["h2_b"]))[:, 0]
         return (y.numpy() ** OUTPUT_POWER).astype(np.float32)
 
     def frame_peaks(self, X) -> tuple[np.ndarray, np.ndarray]:
@@ -256,13 +287,14 @@ class UniversalDnn(Estimator):
         return vote_extraction(votes, spectrum, peaks, self.grid, n_sources, min_separation=min_separation)
 
 
-def reading_matrix(lo, frac):
+def reading_matrix(lo, frac, n_lags: int = LAGS.size):
     """Sparse (G, P * L) matrix whose product with per-pair, per-lag values (P * L, D) gives, for
-    each direction, the mean over pairs of the values read at its lags (linear interpolation)."""
+    each direction, the mean over pairs of the values read at its lags (linear interpolation);
+    L = ``n_lags``, the lags the values are given at (``lo`` counts from the first)."""
     from scipy.sparse import csr_matrix
 
     p, g = lo.shape
-    L = LAGS.size
+    L = int(n_lags)
     cols = (np.arange(p)[:, None] * L + lo)                                          # (P, G)
     rows = np.broadcast_to(np.arange(g)[None, :], (p, g))
     data = np.concatenate([(1.0 - frac).ravel(), frac.ravel()]) / p

@@ -166,3 +166,26 @@ def test_frame_votes_are_each_frames_own_network_maximum_and_tell_two_talkers_ap
     found = [sorted(p.azimuth for p in r.peaks) for r in loc.locate(turns, 16000)][-1]
     assert len(found) == 2
     assert azimuth_error(found[0], 40.0) <= 10 and azimuth_error(found[1], 200.0) <= 10
+
+
+@pytest.mark.parametrize("positions", [ODD, 0.15 * ODD / np.abs(ODD).max()])
+def test_the_estimator_gives_the_training_forward_on_the_whole_lag_axis(positions):
+    """The estimator runs the network on the lags its pairs can read (plus the convolutions' reach)
+    and reads them with a sparse product; training's forward takes the whole lag axis and gathers:
+    the same spectrum, for single frames (the votes) and blocks alike."""
+    from doascope.models.universal import OUTPUT_POWER
+
+    est = make_estimator("dnn", positions, fs=16000, nfft=512, grid=circle_grid(3.0), n_sources=2)
+    X = _block(positions, 16000, 512, 70.0, seed=6)
+    f = est.features
+    Y = X[:, est.bins, :] / np.abs(X[:, est.bins, :])
+    C = np.concatenate([est.statistics(X)[None],
+                        (Y[f.pairs[:, 0]] * np.conj(Y[f.pairs[:, 1]])).transpose(2, 0, 1)[:3]])   # (4, P, B)
+    lo, frac = f.sampling(est.grid.vectors)
+    n, p = C.shape[:2]
+    with torch.inference_mode():
+        ref = torch.sigmoid(est.model(torch.from_numpy(f.features(C)), torch.from_numpy(f.geometry())[None].expand(n, -1, -1, -1),
+                                      torch.from_numpy(lo)[None].expand(n, -1, -1), torch.from_numpy(frac)[None].expand(n, -1, -1),
+                                      torch.ones(n, p))).numpy() ** OUTPUT_POWER
+    np.testing.assert_allclose(est.spectra(C), ref, atol=2e-5)
+    np.testing.assert_allclose(est.spectrum(X), ref[0], atol=2e-5)
