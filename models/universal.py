@@ -15,6 +15,12 @@ over pairs work on arrays of any shape):
    that pair (linear interpolation), and the mean over pairs, a permutation-invariant pooling, is
    mapped point by point (with the maximum over the grid as context) to a logit.
 
+With several sources, each STFT frame also goes through the network alone and votes for its own
+maximum (:meth:`UniversalDnn.frame_peaks`), as srp-phat's frames do (doascope.dsp.extraction): a
+block's averaged cross-spectra blur simultaneous talkers, single frames mostly hold one. The
+estimator runs the network only on the lags the array's pairs can read, plus the convolutions' reach,
+which gives the numbers of the whole lag axis at a fraction of the cost.
+
 Nothing depends on the number or order of microphones or on the grid: pairs are pooled by a mean
 and directions are scored one at a time, so a circle, a hemisphere or a sphere all work. No torch at
 import time: :class:`UniversalFeatures` is plain numpy, shared by training and the estimator.
