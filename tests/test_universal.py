@@ -149,8 +149,8 @@ def test_pairs_longer_than_the_lag_axis_are_refused_in_one_sentence():
 
 def test_frame_votes_are_each_frames_own_network_maximum_and_tell_two_talkers_apart():
     """Each frame's vote is the maximum of the network's spectrum of that frame alone; two talkers
-    that take turns within a block (each dominating its own frames, as speech does) are both found,
-    where the block's averaged spectrum is asked for two sources."""
+    that take turns within a block (each dominating its own frames, as speech does) 50 degrees apart
+    are both found (the block's averaged spectrum alone blurs them: its two peaks land 20-30 degrees off)."""
     from doascope.dsp import Localizer
 
     est = make_estimator("dnn", ODD, fs=16000, nfft=512, grid=circle_grid(1.0), n_sources=2)
@@ -160,12 +160,12 @@ def test_frame_votes_are_each_frames_own_network_maximum_and_tell_two_talkers_ap
         s = est.spectrum(X[:, :, k:k + 1])
         assert points[k] == np.argmax(s) and values[k] == pytest.approx(float(s.max()), rel=1e-4)
     a = plane_wave(ODD, 16000, azimuth=40.0, seconds=0.6, seed=4)
-    b = plane_wave(ODD, 16000, azimuth=200.0, seconds=0.6, seed=5)
+    b = plane_wave(ODD, 16000, azimuth=90.0, seconds=0.6, seed=5)
     turns = np.concatenate([np.concatenate([a[i:i + 1024], b[i:i + 1024]]) for i in range(0, 8192, 1024)])
     loc = Localizer(est, hop=256, n_sources=2, frames_per_block=8)
     found = [sorted(p.azimuth for p in r.peaks) for r in loc.locate(turns, 16000)][-1]
     assert len(found) == 2
-    assert azimuth_error(found[0], 40.0) <= 10 and azimuth_error(found[1], 200.0) <= 10
+    assert azimuth_error(found[0], 40.0) <= 10 and azimuth_error(found[1], 90.0) <= 10
 
 
 @pytest.mark.parametrize("positions", [ODD, 0.15 * ODD / np.abs(ODD).max()])
