@@ -15,8 +15,8 @@ import numpy as np
 from doascope import SPEED_OF_SOUND, DoascopeError, ParameterError
 from doascope.dsp._checks import as_positions, as_stft, band_bins, positive
 from doascope.dsp.gcc import GccPhat, pair_tdoas
-from doascope.dsp.extraction import (DEFAULT_EXTRACTION, EXTRACTIONS, SECONDARY_RELATIVE, STEADY_RELATIVE,
-                                     sequential_removal, vote_candidates)
+from doascope.dsp.extraction import (DEFAULT_EXTRACTION, EXTRACTIONS, SECONDARY_RELATIVE, sequential_removal,
+                                     vote_extraction)
 from doascope.dsp.grids import Grid, default_grid
 from doascope.dsp.peaks import Peak, find_peaks
 from doascope.methods import METHODS
@@ -180,17 +180,8 @@ class SrpPhat(Estimator):
         if extraction == "removal":
             return sequential_removal(stats, self.spectrum_from, self.delay_phasors, self.grid, n_sources,
                                       min_separation=min_separation)
-        detected = vote_candidates(votes, self.grid, n_sources, min_separation=min_separation)
         peaks = super().candidates(stats, spectrum, n_sources, min_separation=min_separation)
-        if len(detected) < 2:  # one talker: the averaged spectrum places it best
-            detected = peaks[:1]
-        found = [Peak(p.azimuth, p.elevation, float(spectrum[p.index]), p.index) for p in detected]
-        cos_sep = np.cos(np.radians(min_separation))
-        for p in peaks:   # steady sources (fans, noise) hold every frame alike and win few votes
-            if len(found) < n_sources and p.power >= STEADY_RELATIVE * peaks[0].power and all(
-                    self.grid.vectors[p.index] @ self.grid.vectors[q.index] < cos_sep for q in found):
-                found.append(p)
-        return found
+        return vote_extraction(votes, spectrum, peaks, self.grid, n_sources, min_separation=min_separation)
 
     def frame_peaks(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each STFT frame's own SRP-PHAT maximum: (frames,) grid indices and (frames,) values (see

@@ -87,6 +87,26 @@ def vote_candidates(votes: np.ndarray, grid: Grid, n_sources: int, *, min_separa
     return find_peaks(votes, grid, n_sources, min_separation=min_separation, min_relative=share)
 
 
+def vote_extraction(votes: np.ndarray, spectrum: np.ndarray, peaks: list[Peak], grid: Grid, n_sources: int, *,
+                    min_separation: float) -> list[Peak]:
+    """Several sources by frame votes (see the module docstring): the vote map's peaks that pass the
+    presence test, most votes first, each with its power in the (integrated) ``spectrum``; then any of
+    the spectrum's own ``peaks`` (strongest first) with at least STEADY_RELATIVE of the strongest
+    one's power that no vote peak explains (a steady source, such as a fan, holds every frame alike
+    and wins few votes against a talker). With fewer than two vote peaks, the spectrum's strongest
+    peak (one talker: the averaged spectrum places it best)."""
+    detected = vote_candidates(votes, grid, n_sources, min_separation=min_separation)
+    if len(detected) < 2:
+        detected = peaks[:1]
+    found = [Peak(p.azimuth, p.elevation, float(spectrum[p.index]), p.index) for p in detected]
+    cos_sep = np.cos(np.radians(min_separation))
+    for p in peaks:
+        if len(found) < n_sources and p.power >= STEADY_RELATIVE * peaks[0].power and all(
+                grid.vectors[p.index] @ grid.vectors[q.index] < cos_sep for q in found):
+            found.append(p)
+    return found
+
+
 def delay_component(C: np.ndarray, phasors: np.ndarray) -> np.ndarray:
     """The part of cross-spectra C (pairs, B) that is a pure delay with ``phasors`` (pairs, B)
     (``exp(-j 2 pi f tau_p)``): each pair's projection of C onto its delay phasor."""

@@ -15,6 +15,12 @@ over pairs work on arrays of any shape):
    that pair (linear interpolation), and the mean over pairs, a permutation-invariant pooling, is
    mapped point by point (with the maximum over the grid as context) to a logit.
 
+With several sources, each STFT frame also goes through the network alone and votes for its own
+maximum (:meth:`UniversalDnn.frame_peaks`), as srp-phat's frames do (doascope.dsp.extraction): a
+block's averaged cross-spectra blur simultaneous talkers, single frames mostly hold one. The
+estimator runs the network only on the lags the array's pairs can read, plus the convolutions' reach,
+which gives the numbers of the whole lag axis at a fraction of the cost.
+
 Nothing depends on the number or order of microphones or on the grid: pairs are pooled by a mean
 and directions are scored one at a time, so a circle, a hemisphere or a sphere all work. No torch at
 import time: :class:`UniversalFeatures` is plain numpy, shared by training and the estimator.
@@ -27,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from doascope import SPEED_OF_SOUND, ParameterError
+from doascope.dsp._checks import as_stft
 from doascope.dsp.estimators import Estimator
+from doascope.dsp.extraction import DEFAULT_EXTRACTION, EXTRACTIONS, vote_extraction
 from doascope.dsp.gcc import GccPhat, pair_tdoas
 
 #: the band the features read, Hz: the classical methods' default band
@@ -75,7 +83,11 @@ class UniversalFeatures:
             sel = band_of == k
             # exp(+j 2 pi f tau), as GccPhat: r(tau) peaks at the pair's TDOA, 1 for a coherent wave
             E[sel, k, :] = np.exp(2j * np.pi * np.outer(f[sel], LAGS)) / max(1, int(sel.sum()))
-        self._E = E.reshape(f.size, -1).astype(np.complex64)
+        E = E.reshape(f.size, -1)
+        # Re(C E) as one real product: C's float32 view interleaves (re, im) along the bins, so the
+        # rows of E interleave (Re E, -Im E): half the work of the complex product, no copy of C.
+        self._E = np.empty((2 * f.size, E.shape[1]), np.float32)
+        self._E[0::2], self._E[1::2] = E.real, -E.imag
 
     @property
     def n_pairs(self) -> int:
@@ -85,7 +97,8 @@ class UniversalFeatures:
         return self.gcc.cross_spectra(X)
 
     def features(self, C) -> np.ndarray:
-        r = (np.asarray(C, dtype=np.complex64) @ self._E).real
+        C = np.ascontiguousarray(C, dtype=np.complex64)
+        r = C.view(np.float32) @ self._E
         return np.ascontiguousarray(r.reshape(*r.shape[:-1], N_BANDS, LAGS.size), dtype=np.float32)
 
     def geometry(self) -> np.ndarray:
@@ -192,35 +205,102 @@ class UniversalDnn(Estimator):
         self.bins = self.features.gcc.bins            # the network's band, whatever band was asked for
         self._torch = torch = import_torch()
         self.model = network_from(meta, state)
-        self._geo = torch.from_numpy(self.features.geometry())
-        self._reader = reading_matrix(*self.features.sampling(self.grid.vectors))
+        # Only the lags this array's pairs can read matter, plus the lag convolutions' reach (two
+        # 5-tap layers, 2 lags each) and the interpolation's next lag: the network runs on that window
+        # of the lag axis and gives the very numbers of the whole axis (a small array reads a third).
+        m = int(np.ceil(self.features.dist.max() / self.c / LAG_STEP))
+        w = min(N_HALF, m + 5)
+        lags = slice(N_HALF - w, N_HALF + w + 1)
+        E = self.features._E
+        self._E = np.ascontiguousarray(E.reshape(E.shape[0], N_BANDS, LAGS.size)[:, :, lags].reshape(E.shape[0], -1))
+        self._n_lags = 2 * w + 1
+        self._geo = torch.from_numpy(np.ascontiguousarray(self.features.geometry()[:, :, lags]))
+        lo, frac = self.features.sampling(self.grid.vectors)
+        self._reader = reading_matrix(lo - (N_HALF - w), frac, self._n_lags)
+        self._layers = self._unrolled(torch)
+
+    def _unrolled(self, torch):
+        """The network's layers as plain tensors for :meth:`spectra`: the lag kernels made symmetric
+        once; the first layer's part on the (constant) pair geometry computed once per pair, as a bias;
+        the head's first layer split into its part on each direction and on the maximum over them."""
+        F = torch.nn.functional
+        conv1, _, conv2, _, conv3 = self.model.pair
+        (head1, _, head2), width = self.model.head, conv3.out_channels
+        with torch.inference_mode():
+            w1 = 0.5 * (conv1.weight + conv1.weight.flip(-1))
+            geo_bias = F.conv1d(self._geo, w1[:, N_BANDS:].contiguous(), conv1.bias, padding=conv1.padding)
+            return {"w1": w1[:, :N_BANDS].contiguous(), "pad1": conv1.padding, "geo_bias": geo_bias,
+                    "w2": (0.5 * (conv2.weight + conv2.weight.flip(-1))).contiguous(), "b2": conv2.bias,
+                    "pad2": conv2.padding, "w3": conv3.weight, "b3": conv3.bias,
+                    "h_s": head1.weight[:, :width].contiguous(), "h_ctx": head1.weight[:, width:, 0].contiguous(),
+                    "h_b": head1.bias, "h2": head2.weight, "h2_b": head2.bias}
 
     def _statistics(self, X):
         return self.features.cross_spectra(X)
 
     def spectrum_from(self, stats):
-        """The network's forward pass for one array: the pair convolution, then reading and averaging
-        over pairs as one sparse product (the same numbers as the batched gather of training, at a
-        fraction of its cost), then the head."""
-        torch = self._torch
-        r = torch.from_numpy(self.features.features(stats))
+        return self.spectra(np.asarray(stats)[None])[0]
+
+    def spectra(self, C) -> np.ndarray:
+        """(S, points) float32 spectra of S sets of cross-spectra (S, pairs, B): the network's forward
+        pass for one array: the pair convolution, then reading and averaging over pairs as one sparse
+        product (the same numbers as the batched gather of training, at a fraction of its cost), then
+        the head."""
+        torch, F, t = self._torch, self._torch.nn.functional, self._layers
+        C = np.ascontiguousarray(C, dtype=np.complex64)
+        n, p = C.shape[:2]
+        L = self._n_lags
+        r = torch.from_numpy((C.view(np.float32) @ self._E).reshape(n * p, N_BANDS, L))
         with torch.inference_mode():
-            h = self.model.pair(torch.cat([r, self._geo], dim=1))                   # (P, D, L)
-            p, d, L = h.shape
-            s = self._reader @ h.numpy().transpose(0, 2, 1).reshape(p * L, d)      # (G, D)
-            s = torch.from_numpy(np.ascontiguousarray(s.T, dtype=np.float32))[None]
-            ctx = s.amax(dim=2, keepdim=True).expand_as(s)
-            y = torch.sigmoid(self.model.head(torch.cat([s, ctx], dim=1)))[0, 0]
+            h = F.conv1d(r, t["w1"], padding=t["pad1"]).view(n, p, -1, L) + t["geo_bias"]
+            h = F.conv1d(h.relu_().view(n * p, -1, L), t["w2"], t["b2"], padding=t["pad2"]).relu_()
+            h = F.conv1d(h, t["w3"], t["b3"]).view(n, p, -1, L)                     # (S, P, D, L)
+            d = h.shape[2]
+            hv = h.numpy().transpose(1, 3, 0, 2).reshape(p * L, n * d)               # (P*L, S*D)
+            s = (self._reader @ hv).reshape(-1, n, d).transpose(1, 2, 0)             # (S, D, G)
+            s = torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32))
+            ctx = s.amax(dim=2) @ t["h_ctx"].T + t["h_b"]                             # (S, head)
+            z = F.conv1d(s, t["h_s"]) + ctx[:, :, None]
+            y = torch.sigmoid(F.conv1d(z.relu_(), t["h2"], t["h2_b"]))[:, 0]
         return (y.numpy() ** OUTPUT_POWER).astype(np.float32)
 
+    def frame_peaks(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Each STFT frame's own maximum of the network's spectrum: (frames,) grid indices and values,
+        the frame votes that tell simultaneous talkers apart (see doascope.dsp.extraction), as
+        srp-phat's frames vote with their own SRP maxima."""
+        X = as_stft(X, mics=self.n_mics)
+        Y = X[:, self.bins, :]
+        Y = Y / (np.abs(Y) + np.float32(1e-20))
+        pairs = self.features.pairs
+        C = Y[pairs[:, 0]] * np.conj(Y[pairs[:, 1]])                                  # (P, B, T)
+        return self.frame_peaks_from_cross(np.ascontiguousarray(C.transpose(2, 0, 1)))
 
-def reading_matrix(lo, frac):
+    def frame_peaks_from_cross(self, C) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`frame_peaks`, from each frame's PHAT cross-spectra (frames, pairs, B)."""
+        s = self.spectra(C)
+        points = np.argmax(s, axis=1)
+        return points, s[np.arange(s.shape[0]), points]
+
+    def candidates(self, stats, spectrum, n_sources, *, min_separation=20.0, votes=None,
+                   extraction=DEFAULT_EXTRACTION):
+        """One source: the spectrum's peak. Several: by frame votes where the localizer gives them
+        (``extraction="votes"``, the default), as srp-phat does; otherwise the spectrum's peaks."""
+        if extraction not in EXTRACTIONS:
+            raise ParameterError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
+        peaks = super().candidates(stats, spectrum, n_sources, min_separation=min_separation)
+        if n_sources <= 1 or extraction != "votes" or votes is None or not peaks:
+            return peaks
+        return vote_extraction(votes, spectrum, peaks, self.grid, n_sources, min_separation=min_separation)
+
+
+def reading_matrix(lo, frac, n_lags: int = LAGS.size):
     """Sparse (G, P * L) matrix whose product with per-pair, per-lag values (P * L, D) gives, for
-    each direction, the mean over pairs of the values read at its lags (linear interpolation)."""
+    each direction, the mean over pairs of the values read at its lags (linear interpolation);
+    L = ``n_lags``, the lags the values are given at (``lo`` counts from the first)."""
     from scipy.sparse import csr_matrix
 
     p, g = lo.shape
-    L = LAGS.size
+    L = int(n_lags)
     cols = (np.arange(p)[:, None] * L + lo)                                          # (P, G)
     rows = np.broadcast_to(np.arange(g)[None, :], (p, g))
     data = np.concatenate([(1.0 - frac).ravel(), frac.ravel()]) / p

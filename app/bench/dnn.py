@@ -110,8 +110,8 @@ def dnn_bench(quick: bool, out: dict, n_scenes: int | None = None, profiles=None
     if setups.get(timed, (None, None, None))[2] is not None:
         times = _one_core_block_times(timed, quick)
         con.print(f"one block (8 frames) on one core, {timed} ({len(setups[timed][0])} mics): "
-                  + ", ".join(f"{'universal dnn' if m == UNIVERSAL else m} {t * 1e3:.2f} ms" for m, t in times.items()),
-                  highlight=False)
+                  + ", ".join(f"{m.replace(UNIVERSAL, 'universal dnn').replace('+votes', ' with frame votes')} "
+                              f"{t * 1e3:.2f} ms" for m, t in times.items()), highlight=False)
         out["dnn_ms_per_block"] = {m: t * 1e3 for m, t in times.items()}
     con.print(f"({time.perf_counter() - t_start:.0f} s)")
 
