@@ -252,7 +252,9 @@ def train(profile, out: Path, settings: TrainSettings, *, cache_dir: Path | None
         TimeRemainingColumn,
     )
 
-    from doascope.models.dnn import N_AZIMUTH, build_network, import_torch, save_weights
+    from doascope.models.dnn import N_AZIMUTH, build_network
+    from doascope.models.weight_files import (checkpoint_path, import_torch, remove_checkpoint, resume_checkpoint,
+                                              save_checkpoint, save_weights)
 
     torch = import_torch()
     torch.set_num_threads(max(1, int(settings.threads)))
@@ -261,7 +263,7 @@ def train(profile, out: Path, settings: TrainSettings, *, cache_dir: Path | None
     spec = spec or default_spec(profile, settings)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     out = Path(out)
-    ckpt = out.with_name(out.name + ".ckpt")
+    ckpt = checkpoint_path(out)
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
@@ -293,19 +295,8 @@ def train(profile, out: Path, settings: TrainSettings, *, cache_dir: Path | None
         gen = torch.Generator().manual_seed(settings.seed)
         history, epoch0 = [], 0
         if resume and ckpt.is_file():
-            try:
-                state = torch.load(ckpt, map_location="cpu", weights_only=False)
-            except Exception:  # noqa: BLE001 - torch raises many kinds for a truncated file
-                raise ParameterError(f"the checkpoint {ckpt} cannot be read: delete it, or rerun without "
-                                     "--resume to start over") from None
-            if state["settings"] != asdict(settings):
-                raise ParameterError(f"{ckpt} was made with other settings: rerun without --resume to start over")
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            gen.set_state(state["gen"])
-            torch.set_rng_state(state["torch_rng"])
-            history, epoch0 = state["history"], state["epoch"]
+            history, epoch0 = resume_checkpoint(ckpt, model=model, opt=opt, sched=sched, gen=gen,
+                                                settings=asdict(settings))
         loss_fn = torch.nn.BCEWithLogitsLoss()
         task = progress.add_task("training", total=settings.epochs, completed=epoch0)
         for epoch in range(epoch0, settings.epochs):
@@ -331,11 +322,8 @@ def train(profile, out: Path, settings: TrainSettings, *, cache_dir: Path | None
             train_loss = total / len(xt)
             val_loss, val_acc = evaluate(torch, model, xv, yv, settings.sigma)
             history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_acc10": val_acc})
-            # Written aside and renamed, so an interrupted run leaves the previous checkpoint whole.
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1,
-                        "settings": asdict(settings)}, ckpt.with_name(ckpt.name + ".tmp"))
-            os.replace(ckpt.with_name(ckpt.name + ".tmp"), ckpt)
+            save_checkpoint(ckpt, model=model, opt=opt, sched=sched, gen=gen, history=history, epoch=epoch + 1,
+                            settings=asdict(settings))
             progress.update(task, advance=1, info=f"loss {train_loss:.4f} val {val_loss:.4f} "
                                                    f"1-src<=10deg {val_acc:.1%}")
     t_total = time.perf_counter() - t0
@@ -347,8 +335,7 @@ def train(profile, out: Path, settings: TrainSettings, *, cache_dir: Path | None
                          "data_seconds": round(t_data, 1), "total_seconds": round(t_total, 1)},
             "history": history[-1:] if history else []}
     size = save_weights(out, model, meta)
-    ckpt.unlink(missing_ok=True)
-    ckpt.with_name(ckpt.name + ".tmp").unlink(missing_ok=True)
+    remove_checkpoint(ckpt)
     return {"out": str(out), "bytes": size, "examples": len(xt), "data_seconds": t_data,
             "total_seconds": t_total, "history": history, "symmetries": len(group)}
 

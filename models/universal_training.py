@@ -289,7 +289,7 @@ def candidate_batch(torch, base, az, el, n_cand: int, gen, c: float = SPEED_OF_S
     frac = pos - lo
     # distances: azimuth only on the horizontal circle, great-circle on the lifted one
     d_az = ((cand_az[:, None, :] - az[:, :, None] + 180.0) % 360.0) - 180.0                    # (N, S, G)
-    s_az, s_el = torch.deg2rad(az), torch.deg2rad(el)
+    s_el = torch.deg2rad(el)
     cosd = (torch.sin(s_el)[:, :, None] * torch.sin(e)[:, :, None] * 1.0
             + torch.cos(s_el)[:, :, None] * torch.cos(e)[:, :, None] * torch.cos(torch.deg2rad(d_az)))
     d_gc = torch.rad2deg(torch.arccos(cosd.clamp(-1.0, 1.0)))
@@ -304,7 +304,8 @@ def targets(torch, dist, sigma: float):
 def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, resume: bool = False,
                     jobs: int = 1, init: Path | None = None, profile=None, log=print) -> dict:
     """Simulate (or load cached) scenes, train (from ``init``'s weights when given), save to ``out``."""
-    from doascope.models.dnn import import_torch, load_weights, save_weights
+    from doascope.models.weight_files import (checkpoint_path, import_torch, load_weights, remove_checkpoint,
+                                              resume_checkpoint, save_checkpoint, save_weights)
     from doascope.models.universal import build_network
 
     torch = import_torch()
@@ -342,17 +343,10 @@ def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=settings.epochs * steps,
                                                 pct_start=0.05 if init is not None else 0.1)
     gen = torch.Generator().manual_seed(settings.seed)
-    ckpt = Path(str(out) + ".ckpt")
+    ckpt = checkpoint_path(out)
     history, epoch0 = [], 0
     if resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state["settings"] != asdict(settings):
-            raise ParameterError(f"{ckpt} was made with other settings: rerun without --resume to start over")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        gen.set_state(state["gen"])
-        history, epoch0 = state["history"], state["epoch"]
+        history, epoch0 = resume_checkpoint(ckpt, model=model, opt=opt, sched=sched, gen=gen, settings=asdict(settings))
         log(f"resumed after epoch {epoch0}")
     loss_fn = torch.nn.BCEWithLogitsLoss()
     pair_ids = torch.arange(MAX_PAIRS)[None]
@@ -374,10 +368,8 @@ def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, 
             total += float(loss.detach()) * len(idx)
         acc = _val_accuracy(torch, model, data, val, GEO[torch.from_numpy(val)])
         history.append({"epoch": epoch + 1, "train_loss": total / len(X), "val_acc10": acc})
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "gen": gen.get_state(), "history": history, "epoch": epoch + 1, "settings": asdict(settings)},
-                   str(ckpt) + ".tmp")
-        os.replace(str(ckpt) + ".tmp", ckpt)
+        save_checkpoint(ckpt, model=model, opt=opt, sched=sched, gen=gen, history=history, epoch=epoch + 1,
+                        settings=asdict(settings))
         log(f"epoch {epoch + 1}/{settings.epochs}: loss {total / len(X):.4f}, held-out single-source blocks "
             f"within 10 deg {acc:.1%} ({time.perf_counter() - t0:.0f} s)")
     meta = {"kind": "universal", "universal_format": UNIVERSAL_FORMAT, "n_lags": len(LAGS), "n_bands": N_BANDS,
@@ -389,7 +381,7 @@ def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, 
                          "cpu_seconds": round(time.process_time() - t_cpu0, 1)},
             "history": history[-1:]}
     size = save_weights(out, model, meta)
-    ckpt.unlink(missing_ok=True)
+    remove_checkpoint(ckpt)
     return {"out": str(out), "bytes": size, "examples": int(len(X)), "data_seconds": t_data,
             "total_seconds": time.perf_counter() - t0, "history": history}
 
@@ -406,7 +398,6 @@ def _val_accuracy(torch, model, data, val, geo) -> float:
         for k in range(0, len(sel), 256):
             i = sel[k:k + 256]
             base = torch.from_numpy(data["base"][i])
-            n = len(i)
             a = torch.deg2rad(torch.arange(360, dtype=torch.float32))
             vec = torch.stack([torch.cos(a), torch.sin(a), torch.zeros(360)], -1)
             tdoa = torch.einsum("npk,gk->npg", base, vec) / SPEED_OF_SOUND

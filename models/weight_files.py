@@ -47,3 +47,48 @@ def load_weights(path) -> tuple[dict, dict]:
         raise ParameterError(f"{path} has weight format {meta.get('format')}, this doascope reads "
                              f"{WEIGHT_FORMAT}: retrain with `doascope train --profile {meta.get('profile', 'P')}`")
     return meta, {k: v.float() for k, v in state.items()}
+
+
+# --- training checkpoints ------------------------------------------------------------------------
+
+def checkpoint_path(out) -> Path:
+    """Where the training of the weight file ``out`` keeps its checkpoint (``OUT.ckpt``)."""
+    out = Path(out)
+    return out.with_name(out.name + ".ckpt")
+
+
+def save_checkpoint(path: Path, *, model, opt, sched, gen, history: list, epoch: int, settings: dict) -> None:
+    """Everything a run needs to go on after ``epoch`` (model, optimiser, schedule, both random
+    generators, the history, the settings it was made with); written aside and renamed, so an
+    interrupted run leaves the previous checkpoint whole."""
+    torch = import_torch()
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch,
+                "settings": settings}, tmp)
+    os.replace(tmp, path)
+
+
+def resume_checkpoint(path: Path, *, model, opt, sched, gen, settings: dict) -> tuple[list, int]:
+    """Load ``path`` into the run's objects: (history, epochs done). A checkpoint made with other
+    settings, or one that cannot be read, is a ParameterError that says what to do."""
+    torch = import_torch()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 - torch raises many kinds for a truncated file
+        raise ParameterError(f"the checkpoint {path} cannot be read: delete it, or rerun without "
+                             "--resume to start over") from None
+    if state["settings"] != settings:
+        raise ParameterError(f"{path} was made with other settings: rerun without --resume to start over")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    gen.set_state(state["gen"])
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])
+    return state["history"], state["epoch"]
+
+
+def remove_checkpoint(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".tmp").unlink(missing_ok=True)
