@@ -14,7 +14,7 @@ import numpy as np
 
 from doascope import SPEED_OF_SOUND, DoascopeError, ParameterError
 from doascope.dsp._checks import as_positions, as_stft, band_bins, positive
-from doascope.dsp.gcc import GccPhat, pair_tdoas
+from doascope.dsp.gcc import GccPhat, frame_phat_cross, pair_tdoas
 from doascope.dsp.extraction import (DEFAULT_EXTRACTION, EXTRACTIONS, SECONDARY_RELATIVE, sequential_removal,
                                      vote_extraction)
 from doascope.dsp.grids import Grid, default_grid
@@ -187,11 +187,7 @@ class SrpPhat(Estimator):
         """Each STFT frame's own SRP-PHAT maximum: (frames,) grid indices and (frames,) values (see
         doascope.dsp.extraction: the frames of a block vote for the talkers in turn)."""
         X = as_stft(X, mics=self.n_mics)
-        Y = X[:, self.bins, :]
-        Y = Y / (np.abs(Y) + np.float32(1e-20))
-        pairs = self.gcc.pairs
-        C = Y[pairs[:, 0]] * np.conj(Y[pairs[:, 1]])                                  # (P, B, T)
-        return self.frame_peaks_from_cross(np.ascontiguousarray(C.transpose(2, 0, 1)))
+        return self.frame_peaks_from_cross(frame_phat_cross(X, self.bins, self.gcc.pairs))
 
     def frame_peaks_from_cross(self, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`frame_peaks`, from each frame's own PHAT cross-spectra (frames, pairs, B)

@@ -98,6 +98,16 @@ def phat_cross_spectra(X, bins, pairs, weights=None) -> np.ndarray:
     return out
 
 
+def frame_phat_cross(X, bins, pairs) -> np.ndarray:
+    """Each frame's own PHAT cross-spectra (the plain-numpy form; streams keep them per frame,
+    doascope.dsp.stream): (frames, P, B) complex64 from a (mics, freqs, frames) STFT block, before
+    the average over frames that :func:`phat_cross_spectra` takes."""
+    Y = X[:, bins, :]
+    Y = Y / (np.abs(Y) + np.float32(1e-20))
+    C = Y[pairs[:, 0]] * np.conj(Y[pairs[:, 1]])                                  # (P, B, T)
+    return np.ascontiguousarray(C.transpose(2, 0, 1), dtype=np.complex64)
+
+
 class GccPhat:
     """GCC-PHAT of all pairs of one array on a fine lag grid.
 

@@ -74,17 +74,10 @@ def _frame_stats(spectra, slots, bins, pairs, with_phat, raw, power, phat):
                     phat[s, p, b] = Y[i, b] * np.conj(Y[j, b])
 
 
-@njit("void(complex64[:,::1], complex128[::1], int64[::1], float64)", cache=True, nogil=True)
-def _slide_c(ring, acc, slots, sign):
+@njit(["void(complex64[:,::1], complex128[::1], int64[::1], float64)",
+       "void(float32[:,::1], float64[::1], int64[::1], float64)"], cache=True, nogil=True)
+def _slide_sums(ring, acc, slots, sign):
     # acc += sign * sum of ring rows ``slots`` (rows are one frame's flattened statistics).
-    for q in range(slots.shape[0]):
-        s = slots[q]
-        for n in range(acc.shape[0]):
-            acc[n] += sign * ring[s, n]
-
-
-@njit("void(float32[:,::1], float64[::1], int64[::1], float64)", cache=True, nogil=True)
-def _slide_f(ring, acc, slots, sign):
     for q in range(slots.shape[0]):
         s = slots[q]
         for n in range(acc.shape[0]):
@@ -211,10 +204,10 @@ class FrameStats:
 
     def _slide(self, slots: np.ndarray, sign: float) -> None:
         T = self.frames
-        _slide_c(self.raw.reshape(T, -1), self.raw_sum.reshape(-1), slots, sign)
-        _slide_f(self.power.reshape(T, -1), self.power_sum.reshape(-1), slots, sign)
+        _slide_sums(self.raw.reshape(T, -1), self.raw_sum.reshape(-1), slots, sign)
+        _slide_sums(self.power.reshape(T, -1), self.power_sum.reshape(-1), slots, sign)
         if self.kind == "phat":
-            _slide_c(self.phat.reshape(T, -1), self.phat_sum.reshape(-1), slots, sign)
+            _slide_sums(self.phat.reshape(T, -1), self.phat_sum.reshape(-1), slots, sign)
 
     # -- the window's statistics ------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from doascope import SPEED_OF_SOUND, ParameterError
 from doascope.dsp._checks import as_stft
 from doascope.dsp.estimators import Estimator
 from doascope.dsp.extraction import DEFAULT_EXTRACTION, EXTRACTIONS, vote_extraction
-from doascope.dsp.gcc import GccPhat, pair_tdoas
+from doascope.dsp.gcc import GccPhat, frame_phat_cross, pair_tdoas
 
 #: the band the features read, Hz: the classical methods' default band
 BAND = (300.0, 3500.0)
@@ -269,11 +269,7 @@ class UniversalDnn(Estimator):
         the frame votes that tell simultaneous talkers apart (see doascope.dsp.extraction), as
         srp-phat's frames vote with their own SRP maxima."""
         X = as_stft(X, mics=self.n_mics)
-        Y = X[:, self.bins, :]
-        Y = Y / (np.abs(Y) + np.float32(1e-20))
-        pairs = self.features.pairs
-        C = Y[pairs[:, 0]] * np.conj(Y[pairs[:, 1]])                                  # (P, B, T)
-        return self.frame_peaks_from_cross(np.ascontiguousarray(C.transpose(2, 0, 1)))
+        return self.frame_peaks_from_cross(frame_phat_cross(X, self.bins, self.features.pairs))
 
     def frame_peaks_from_cross(self, C) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`frame_peaks`, from each frame's PHAT cross-spectra (frames, pairs, B)."""

@@ -107,6 +107,18 @@ def test_correlations_in_one_real_product_match_the_reference(prof):
         np.testing.assert_allclose(r[s], ref.gcc(C[s], est.gcc.freqs, est.gcc.lags), atol=1e-5)
 
 
+def test_each_frames_phat_cross_spectra_average_to_the_blocks(prof):
+    """frame_phat_cross (each frame's own, what the frame votes read) averaged over the frames is
+    phat_cross_spectra of the block."""
+    from doascope.dsp.gcc import frame_phat_cross, mic_pairs, phat_cross_spectra
+
+    X = stft(mixture(prof.positions, FS, [40.0, 200.0], seed=3), nfft=NFFT, hop=NFFT // 2)[:, :, :8]
+    bins, pairs = np.arange(10, 110), mic_pairs(prof.n_mics)
+    per_frame = frame_phat_cross(X, bins, pairs)
+    assert per_frame.shape == (8, len(pairs), bins.size) and per_frame.dtype == np.complex64
+    np.testing.assert_allclose(per_frame.mean(axis=0), phat_cross_spectra(X, bins, pairs), atol=2e-6)
+
+
 @pytest.mark.parametrize("method", ["srp-phat", "normmusic", "gcc-phat", "srp-dpd"])
 def test_process_audio_gives_the_block_path_estimates(prof, method):
     """What the engine and locate run (each frame once) against Localizer.process on each window's
