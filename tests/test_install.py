@@ -125,7 +125,8 @@ def test_doa_mode_on_a_room_profile_suggests_position_mode():
     import warnings
 
     from doascope import DoascopeWarning
-    from doascope.app.runtime.engine import AnalysisConfig, build_localizer
+    from doascope.config import AnalysisConfig
+    from doascope.dsp.analysis import build_localizer
     from doascope.hardware_profiles import load_profile
 
     prof = load_profile("room_walls_6mic")

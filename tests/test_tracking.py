@@ -10,7 +10,8 @@ import pytest
 
 from doascope import ParameterError
 from doascope.app.bench import tracking_scenes as ts
-from doascope.app.runtime.engine import AnalysisConfig, build_localizer
+from doascope.config import AnalysisConfig
+from doascope.dsp.analysis import build_localizer
 from doascope.dsp.extraction import AUTO_SOURCES, MAX_SOURCES, delay_component, source_count
 from doascope.dsp.track_metrics import pool, score_tracks
 from doascope.hardware_profiles import load_profile

@@ -127,7 +127,7 @@ def reference_process(localizer):
 
 def _stages(prof, cfg, audio, step, frames, before: bool) -> dict:
     """Thread CPU time per frame of each stage, in a direct loop over the engine's windows."""
-    from doascope.app.runtime.engine import build_localizer
+    from doascope.dsp.analysis import build_localizer
     from doascope.dsp.tracker import Tracker
 
     loc = build_localizer(cfg, prof, prof.sample_rate, step=step)

@@ -194,7 +194,7 @@ R3VIVAL_SCENES = {
 
 def real_acoustics(quick: bool, out: dict) -> None:
     from doascope.app.bench import tracking_scenes as ts
-    from doascope.app.runtime.engine import build_localizer
+    from doascope.dsp.analysis import build_localizer
 
     con = _console()
     folder = r3vival_folder()

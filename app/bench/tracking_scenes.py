@@ -252,7 +252,7 @@ def score_frames(frames, speaking_fn, azimuth_fn, fs: int, window: int):
 def run_scene(rendered: RenderedScene, config) -> object:
     """TrackScores of one rendered scene under an AnalysisConfig."""
     frames = run_engine(rendered.audio, rendered.fs, rendered.profile, config)
-    from doascope.app.runtime.engine import build_localizer
+    from doascope.dsp.analysis import build_localizer
 
     window = build_localizer(config, rendered.profile, rendered.fs).block_samples
     return score_frames(frames, rendered.speaking, rendered.azimuths, rendered.fs, window)

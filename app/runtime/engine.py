@@ -22,7 +22,7 @@ import numpy as np
 from doascope import DoascopeError, ParameterError
 from doascope.app.runtime.ringbuffer import Overrun, RingBuffer
 from doascope.app.runtime.sources import AudioSource
-from doascope.dsp.analysis import build_localizer, doa_advice  # noqa: F401  (re-exported)
+from doascope.dsp.analysis import build_localizer
 from doascope.config import AnalysisConfig
 from doascope.hardware_profiles import Profile
 
