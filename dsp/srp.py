@@ -306,7 +306,7 @@ class CoarseFineScan:
         S = r.shape[0]
         points = np.empty(S, np.int64)
         values = np.empty(S, np.float32)
-        _coarse_fine_maxima(r, self.lag_t, self.frac_t, self.scale, self.lo, self.width, self.cell_start, self.cell_points,
-                            np.float32(BOUND_TOLERANCE), points, values)
+        _coarse_fine_maxima(r, self.lag_t, self.frac_t, self.scale, self.lo, self.width, self.cell_start,
+                            self.cell_points, np.float32(BOUND_TOLERANCE), points, values)
         return points, values
 
