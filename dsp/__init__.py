@@ -28,6 +28,7 @@ _EXPORTS = {
     "array_geometry": "grids",
     "available_methods": "estimators",
     "circle_grid": "grids",
+    "channel_levels": "levels",
     "covariances": "music",
     "default_grid": "grids",
     "directions": "grids",

@@ -14,7 +14,7 @@ import numpy as np
 
 from doascope import SPEED_OF_SOUND, DoascopeError, ParameterError
 from doascope.dsp._checks import as_positions, as_stft, band_bins, positive
-from doascope.dsp.gcc import GccPhat, frame_phat_cross, pair_tdoas
+from doascope.dsp.gcc import BaselineGroups, GccPhat, frame_phat_cross, pair_tdoas
 from doascope.dsp.extraction import (DEFAULT_EXTRACTION, EXTRACTIONS, SECONDARY_RELATIVE, sequential_removal,
                                      vote_extraction)
 from doascope.dsp.grids import Grid, default_grid
@@ -140,15 +140,21 @@ class SrpPhat(Estimator):
         super().__init__(positions, **kw)
         self.gcc = GccPhat(self.positions, fs=self.fs, nfft=self.nfft, band=self.band, c=self.c)
         self.tdoas = pair_tdoas(self.positions, self.grid.vectors, self.gcc.pairs, c=self.c)   # (pairs, points) s
-        self.lag_index = self.gcc.lag_index(self.tdoas)
-        self.lookup = SrpLookup(self.lag_index, self.gcc.lags.size)  # checked once, here
+        self.lag_index = self.gcc.lag_index(self.tdoas)                                       # (pairs, points)
+        # Pairs that share a baseline share their TDOAs: one correlation and one lag row per baseline
+        # (their cross-spectra summed), the same mean over pairs for a fraction of the work.
+        self.baselines = BaselineGroups(self.positions, self.gcc.pairs)
+        self.lookup = SrpLookup(self.lag_index[self.baselines.first], self.gcc.lags.size,
+                                n_pairs=self.baselines.n_pairs)  # checked once, here
         # frame maxima on large grids, coarse-to-fine (the same maxima, far fewer lookups)
         self.scan = (CoarseFineScan(self.lookup, self.grid.vectors)
                      if self.lookup.n_points >= COARSE_FINE_MIN_POINTS else None)
 
     def correlations(self, C: np.ndarray) -> np.ndarray:
-        """(S, pairs, lags) float32 correlations of S sets of cross-spectra (S, pairs, B) complex64."""
-        return self.gcc.correlate_rows(C)
+        """(S, baselines, lags) float32: the correlations of each baseline's summed cross-spectra
+        (see :class:`~doascope.dsp.gcc.BaselineGroups`), from S sets of PHAT cross-spectra
+        (S, pairs, B) complex64; :attr:`lookup` reads them."""
+        return self.gcc.correlate_rows(self.baselines.sum(C))
 
     def srp_rows(self, C: np.ndarray) -> np.ndarray:
         """(S, points) float32 SRP of S sets of PHAT cross-spectra (S, pairs, B) complex64."""

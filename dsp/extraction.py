@@ -77,8 +77,8 @@ class VoteKernels:
 
     def map(self, points: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """As ``frame_vote_map(grid, points, weights, width_deg)``."""
-        cols = np.stack([self._column(int(p)) for p in points], axis=1)            # (G, frames)
-        return (cols @ np.asarray(weights, np.float64)).astype(np.float32)
+        rows = np.stack([self._column(int(p)) for p in points])                   # (frames, G): row copies
+        return (np.asarray(weights, np.float64) @ rows).astype(np.float32)
 
 
 def vote_candidates(votes: np.ndarray, grid: Grid, n_sources: int, *, min_separation: float,

@@ -39,6 +39,75 @@ def pair_tdoas(positions, vectors, pairs=None, *, c: float = SPEED_OF_SOUND) -> 
     return baselines @ np.asarray(vectors, dtype=np.float64).T / positive("c", c)
 
 
+# Baselines closer than this (metres) are the same baseline: the TDOAs differ by under 1e-11 s, below
+# the float32 rounding of a lag index.
+BASELINE_TOLERANCE = 1e-9
+
+
+class BaselineGroups:
+    """Mic pairs grouped by baseline, the array's difference co-array: pairs whose baselines
+    m_j - m_i are equal, or opposite, have the same TDOA (or its negative) towards every direction, so
+    SRP can sum their cross-spectra first and read one correlation per baseline: the same sum over
+    pairs with a fraction of the lag lookups and correlation products (a 4 x 4 grid such as the
+    UMA-16: 120 pairs, 24 baselines). An opposite baseline's cross-spectrum enters conjugated
+    (conj C_ij = C_ji, whose correlation is the lag-reversed one).
+
+    Attributes: group (pairs,) int64 baseline of each pair; flip (pairs,) bool, pair opposite to its
+    baseline; first (baselines,) int64 the pair whose direction each baseline takes; n_pairs;
+    trivial, no two pairs share a baseline.
+    """
+
+    def __init__(self, positions, pairs, *, tol: float = BASELINE_TOLERANCE):
+        pos = as_positions(positions)
+        pairs = np.asarray(pairs, dtype=np.int64)
+        b = pos[pairs[:, 1]] - pos[pairs[:, 0]]
+        group = np.full(len(pairs), -1, np.int64)
+        flip = np.zeros(len(pairs), bool)
+        first = []
+        for p in range(len(pairs)):
+            if group[p] >= 0:
+                continue
+            same = (group < 0) & (np.abs(b - b[p]).max(axis=1) <= tol)
+            opposite = (group < 0) & (np.abs(b + b[p]).max(axis=1) <= tol) & ~same
+            group[same | opposite] = len(first)
+            flip[opposite] = True
+            first.append(p)
+        self.group, self.flip = group, flip
+        self.first = np.array(first, np.int64)
+        self.n_pairs = len(pairs)
+        self.trivial = len(first) == len(pairs)
+
+    def __len__(self) -> int:
+        return self.first.size
+
+    def sum(self, C: np.ndarray) -> np.ndarray:
+        """(S, baselines, B) complex64: each baseline's pairs' cross-spectra summed (opposite pairs
+        conjugated), from (S, pairs, B) complex64 C (returned as it is when no pairs share a baseline)."""
+        C = np.ascontiguousarray(C, dtype=np.complex64)
+        if self.trivial:
+            return C
+        out = np.empty((C.shape[0], len(self), C.shape[2]), np.complex64)
+        _sum_by_baseline(C, self.group, self.flip, out)
+        return out
+
+
+@njit("void(complex64[:,:,::1], int64[::1], boolean[::1], complex64[:,:,::1])", cache=True, nogil=True)
+def _sum_by_baseline(C, group, flip, out):
+    # out[s, group[p]] += C[s, p] (conjugated where flip[p]), over the pairs in order.
+    S, P, B = C.shape
+    for s in range(S):
+        out[s] = 0
+        for p in range(P):
+            o = out[s, group[p]]
+            c = C[s, p]
+            if flip[p]:
+                for k in range(B):
+                    o[k] += np.conj(c[k])
+            else:
+                for k in range(B):
+                    o[k] += c[k]
+
+
 @njit("void(complex64[:,:,::1], int64[::1], int64[:,::1], float32[:,::1], complex64[:,::1])",
       cache=True, nogil=True)
 def _phat_cross(X, bins, pairs, weights, out):

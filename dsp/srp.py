@@ -29,11 +29,11 @@ def _srp_lookup(r, idx, out):
         out[g] *= inv
 
 
-@njit("void(float32[:,:,::1], int32[:,::1], float32[:,::1], float32[:,::1], int64, int64)",
+@njit("void(float32[:,:,::1], int32[:,::1], float32[:,::1], float32, float32[:,::1], int64, int64)",
       cache=True, nogil=True)
-def _srp_rows_span(r, lag, frac, out, g0, g1):
-    # Points g0..g1 of every row s: out[s, g] = mean over pairs of r[s, p] interpolated at lag
-    # lag[p, g] + frac[p, g]. Pairs outermost, points innermost: a pair's correlation stays in L1
+def _srp_rows_span(r, lag, frac, scale, out, g0, g1):
+    # Points g0..g1 of every row s: out[s, g] = scale * sum over pairs (or baselines) of r[s, p]
+    # interpolated at lag lag[p, g] + frac[p, g]. Pairs outermost, points innermost: a pair's correlation stays in L1
     # and the lag table is read in order; integer lags are precomputed (float-to-int conversion
     # per lookup cost more than the lookup).
     # (Loops run over slices from 0, so that numba drops its negative-index checks and vectorizes.)
@@ -52,27 +52,26 @@ def _srp_rows_span(r, lag, frac, out, g0, g1):
                 k = kp[g]
                 a = ap[g]
                 o[g] += (np.float32(1.0) - a) * rp[k] + a * rp[k + 1]
-    inv = np.float32(1.0 / P)
     for s in range(S):
-        out[s, g0:g1] *= inv
+        out[s, g0:g1] *= scale
 
 
-@njit("void(float32[:,:,::1], int32[:,::1], float32[:,::1], float32[:,::1])", cache=True, nogil=True)
-def _srp_rows(r, lag, frac, out):
+@njit("void(float32[:,:,::1], int32[:,::1], float32[:,::1], float32, float32[:,::1])", cache=True, nogil=True)
+def _srp_rows(r, lag, frac, scale, out):
     # r (S, P, L) correlations of S frames or blocks; out (S, G).
-    _srp_rows_span(r, lag, frac, out, 0, lag.shape[1])
+    _srp_rows_span(r, lag, frac, scale, out, 0, lag.shape[1])
 
 
 _SPAN = 512  # points per parallel task: a task's slice of the output stays in L1
 
 
-@njit("void(float32[:,:,::1], int32[:,::1], float32[:,::1], float32[:,::1])", cache=True, nogil=True,
+@njit("void(float32[:,:,::1], int32[:,::1], float32[:,::1], float32, float32[:,::1])", cache=True, nogil=True,
       parallel=True)
-def _srp_rows_parallel(r, lag, frac, out):
+def _srp_rows_parallel(r, lag, frac, scale, out):
     # As _srp_rows, spans of grid points spread over numba's threads (large grids: a sphere on 16 mics).
     G = lag.shape[1]
     for b in prange((G + _SPAN - 1) // _SPAN):
-        _srp_rows_span(r, lag, frac, out, b * _SPAN, min(G, (b + 1) * _SPAN))
+        _srp_rows_span(r, lag, frac, scale, out, b * _SPAN, min(G, (b + 1) * _SPAN))
 
 
 # Grids with more lookups than this (points x pairs) per row use the parallel kernel, when numba
@@ -88,13 +87,21 @@ class SrpLookup:
     ``rows(r)`` maps correlations (S, pairs, lags) float32 to steered response power (S, points)
     float32 without checking anything per call: the table was checked here, and callers pass
     correlations they made themselves on the matching lag grid.
+
+    ``n_pairs``: the pairs the table's rows stand for (default one per row); the SRP is the sum over
+    rows divided by it, the mean over pairs when a row holds the summed correlations of all the pairs
+    of one baseline (doascope.dsp.gcc.BaselineGroups).
     """
 
-    def __init__(self, lag_index, n_lags: int):
+    def __init__(self, lag_index, n_lags: int, *, n_pairs: int | None = None):
         idx = np.ascontiguousarray(lag_index, dtype=np.float32)
         if idx.ndim != 2 or (idx.size and (idx.min() < 0 or idx.max() > n_lags - 1 - 1e-6)):
             raise ParameterError("lag indices fall outside the correlation's lag grid")
-        self.n_pairs, self.n_points = idx.shape
+        self.n_rows, self.n_points = idx.shape
+        self.n_pairs = self.n_rows if n_pairs is None else int(n_pairs)
+        if self.n_pairs < 1:
+            raise ParameterError(f"a lag table stands for at least one pair, got {n_pairs}")
+        self.scale = np.float32(1.0 / self.n_pairs)
         self.n_lags = int(n_lags)
         # Integer lag and fraction, split once; the top lag index moves one down (fraction 1) so
         # that k + 1 stays on the grid.
@@ -108,7 +115,7 @@ class SrpLookup:
 
     def rows(self, r: np.ndarray) -> np.ndarray:
         out = np.empty((r.shape[0], self.n_points), np.float32)
-        self._kernel(r, self.lag, self.frac, out)
+        self._kernel(r, self.lag, self.frac, self.scale, out)
         return out
 
 
@@ -150,7 +157,8 @@ def srp_from_correlations(r, lag_index) -> np.ndarray:
 
 # A bound below the best value by less than this still gets its cell refined: float32 rounding of
 # the interpolation and of the sum over pairs (each term within an ulp of its exact value, values
-# |r| <= 1, a few hundred pairs) stays far below it, so no cell holding the maximum is skipped.
+# |r| <= 1 per pair, a few hundred pairs, whether a row holds one pair or a baseline's sum of several)
+# stays far below it, so no cell holding the maximum is skipped.
 BOUND_TOLERANCE = 1e-4
 # Grids with at least this many points find frame maxima coarse-to-fine (smaller ones scan in full).
 COARSE_FINE_MIN_POINTS = 1500
@@ -193,10 +201,10 @@ def _running_max(r, width, out, a, b):
         _max_shift(src, out[p], n - span)   # [k, k + span) and [k + n - span, k + n)
 
 
-@njit("void(float32[:,:,::1], int32[:,::1], float32[:,::1], int32[:,::1], int32[::1], int64[::1],"
+@njit("void(float32[:,:,::1], int32[:,::1], float32[:,::1], float32, int32[:,::1], int32[::1], int64[::1],"
       " int64[::1], float32, int64[::1], float32[::1])", cache=True, nogil=True)
-def _coarse_fine_maxima(r, lag_t, frac_t, lo, width, cell_start, cell_points, tol, points, values):
-    # r (S, P, L); lag_t, frac_t (G, P): the fine lag table, point-major; lo (P, C): each cell's
+def _coarse_fine_maxima(r, lag_t, frac_t, inv, lo, width, cell_start, cell_points, tol, points, values):
+    # r (S, P, L); lag_t, frac_t (G, P): the fine lag table, point-major; inv the lookup's scale; lo (P, C): each cell's
     # lowest lag per pair; width (P,): the widest cell span per pair; cell_points[cell_start[c]:
     # cell_start[c + 1]] the fine points of cell c (ascending). Out: each row's maximum and its point.
     S, P, L = r.shape
@@ -205,7 +213,6 @@ def _coarse_fine_maxima(r, lag_t, frac_t, lo, width, cell_start, cell_points, to
     ga = np.empty(L, np.float32)
     gb = np.empty(L, np.float32)
     bound = np.empty(C, np.float32)
-    inv = np.float32(1.0 / P)
     for s in range(S):
         rs = r[s]
         _running_max(rs, width, M, ga, gb)
@@ -283,14 +290,15 @@ class CoarseFineScan:
         self.cell_start = np.searchsorted(cells[order], np.arange(C + 1)).astype(np.int64)
         self.lag_t = np.ascontiguousarray(lookup.lag.T)
         self.frac_t = np.ascontiguousarray(lookup.frac.T)
-        lo = np.full((lookup.n_pairs, C), np.iinfo(np.int32).max, np.int64)
-        hi = np.full((lookup.n_pairs, C), -1, np.int64)
-        for p in range(lookup.n_pairs):
+        lo = np.full((lookup.n_rows, C), np.iinfo(np.int32).max, np.int64)
+        hi = np.full((lookup.n_rows, C), -1, np.int64)
+        for p in range(lookup.n_rows):
             np.minimum.at(lo[p], cells, lookup.lag[p])
             np.maximum.at(hi[p], cells, lookup.lag[p] + 1)   # interpolation reads lags k and k + 1
         self.lo = np.ascontiguousarray(lo, dtype=np.int32)
         self.width = np.ascontiguousarray((hi - lo).max(axis=1), dtype=np.int32)
         self.n_cells = C
+        self.scale = lookup.scale
 
     def maxima(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(S,) int64 points and (S,) float32 values: each row's maximum of the SRP of correlations r
@@ -298,7 +306,7 @@ class CoarseFineScan:
         S = r.shape[0]
         points = np.empty(S, np.int64)
         values = np.empty(S, np.float32)
-        _coarse_fine_maxima(r, self.lag_t, self.frac_t, self.lo, self.width, self.cell_start, self.cell_points,
-                            np.float32(BOUND_TOLERANCE), points, values)
+        _coarse_fine_maxima(r, self.lag_t, self.frac_t, self.scale, self.lo, self.width, self.cell_start,
+                            self.cell_points, np.float32(BOUND_TOLERANCE), points, values)
         return points, values
 

@@ -5,13 +5,13 @@ default), so most of a window's frames were seen before. As ODAS does (``src/sys
 turns each hop into one frame; ``mod_ssl.c`` keeps each frame's cross-spectra), a
 :class:`FrameStats` keeps a ring of the window's frames and of each frame's statistics, and the
 window's sums as running sums: a new frame costs one FFT per microphone and its own cross
-products; the window's statistics are updated by adding the frames that enter and subtracting the
-ones that leave, in float64 (re-summed from the ring now and then and whenever most of the window
+products; the window's statistics are updated in the same pass, adding the frames that enter and
+subtracting the ones that leave, in float64 (re-summed from the ring now and then and whenever most of the window
 is new, so rounding never accumulates).
 
 Per frame t and band bin b, with pairs p = (i, j), i < j:
 
-    raw[t, b, p]  = X_i X_j^*                  (energy/coherence, covariances)
+    raw[t, p, b]  = X_i X_j^*                  (energy/coherence, covariances)
     power[t, b, m] = |X_m|^2
     phat[t, p, b] = Y_i Y_j^*,  Y = X / |X|    (SRP-PHAT and GCC-PHAT cross-spectra)
 
@@ -47,47 +47,68 @@ def _windowed_frames(audio, offsets, window, nfft, out):
                 out[f, m, n] = audio[s + n, m] * window[n]
 
 
-@njit("void(complex64[:,:,::1], int64[::1], int64[::1], int64[:,::1], boolean,"
-      " complex64[:,:,::1], float32[:,:,::1], complex64[:,:,::1])", cache=True, nogil=True)
-def _frame_stats(spectra, slots, bins, pairs, with_phat, raw, power, phat):
+@njit("void(complex64[::1], complex64[::1], complex64[::1], complex128[::1], boolean)", cache=True, nogil=True)
+def _pair_products(a, b, ring, acc, running):
+    # ring[:] = a b^*; if running, acc += new - old.
+    for k in range(ring.shape[0]):
+        c = a[k] * np.conj(b[k])
+        if running:
+            acc[k] += np.complex128(c) - np.complex128(ring[k])
+        ring[k] = c
+
+
+@njit("void(complex64[:,:,::1], int64[::1], int64[::1], int64[:,::1], boolean, boolean, complex64[:,:,::1],"
+      " float32[:,:,::1], complex64[:,:,::1], complex128[:,::1], float64[:,::1], complex128[:,::1])",
+      cache=True, nogil=True)
+def _frame_stats(spectra, slots, bins, pairs, with_phat, running, raw, power, phat, raw_sum, power_sum, phat_sum):
     # spectra (n, M, F): the new frames; frame q's statistics go to slot slots[q] of the rings
-    # raw (T, B, P), power (T, B, M) and, if with_phat, phat (T, P, B).
+    # raw (T, P, B), power (T, B, M) and, if with_phat, phat (T, P, B). If running, the window's sums
+    # raw_sum (P, B), power_sum (B, M), phat_sum (P, B) are updated in the same pass: each slot's old
+    # frame subtracted as its new one enters (in float64). Pairs outermost, so that a pair's sums
+    # stay in L1 while the new frames pass.
+    n = slots.shape[0]
     M = spectra.shape[1]
     B = bins.shape[0]
     P = pairs.shape[0]
-    Y = np.empty((M, B), np.complex64)
-    for q in range(slots.shape[0]):
+    X = np.empty((n, M, B), np.complex64)
+    Y = np.empty((n, M, B), np.complex64)
+    for q in range(n):
         s = slots[q]
         for b in range(B):
             k = bins[b]
             for m in range(M):
                 v = spectra[q, m, k]
+                X[q, m, b] = v
                 e = v.real * v.real + v.imag * v.imag
+                if running:
+                    power_sum[b, m] += np.float64(e) - np.float64(power[s, b, m])
                 power[s, b, m] = e
                 inv = np.float32(1.0) / (np.sqrt(e) + _EPS)
-                Y[m, b] = np.complex64(complex(v.real * inv, v.imag * inv))
-            for p in range(P):
-                i = pairs[p, 0]
-                j = pairs[p, 1]
-                raw[s, b, p] = spectra[q, i, k] * np.conj(spectra[q, j, k])
-                if with_phat:
-                    phat[s, p, b] = Y[i, b] * np.conj(Y[j, b])
+                Y[q, m, b] = np.complex64(complex(v.real * inv, v.imag * inv))
+    for p in range(P):
+        i = pairs[p, 0]
+        j = pairs[p, 1]
+        for q in range(n):
+            _pair_products(X[q, i], X[q, j], raw[slots[q], p], raw_sum[p], running)
+            if with_phat:
+                _pair_products(Y[q, i], Y[q, j], phat[slots[q], p], phat_sum[p], running)
 
 
-@njit(["void(complex64[:,::1], complex128[::1], int64[::1], float64)",
-       "void(float32[:,::1], float64[::1], int64[::1], float64)"], cache=True, nogil=True)
-def _slide_sums(ring, acc, slots, sign):
-    # acc += sign * sum of ring rows ``slots`` (rows are one frame's flattened statistics).
+@njit(["void(complex64[:,::1], complex128[::1], int64[::1])",
+       "void(float32[:,::1], float64[::1], int64[::1])"], cache=True, nogil=True)
+def _sum_rows(ring, acc, slots):
+    # acc += the sum of ring rows ``slots`` (rows are one frame's flattened statistics), in order.
     for q in range(slots.shape[0]):
         s = slots[q]
         for n in range(acc.shape[0]):
-            acc[n] += sign * ring[s, n]
+            acc[n] += ring[s, n]
 
 
 @njit("UniTuple(float64, 2)(complex128[:,::1], float64[:,::1], int64[:,::1], int64)", cache=True, nogil=True)
 def _energy_coherence_from_sums(raw_sum, power_sum, pairs, frames):
-    # The same two numbers as activity._energy_coherence, from the window's sums.
-    B = raw_sum.shape[0]
+    # The same two numbers as activity._energy_coherence, from the window's sums raw_sum (P, B) and
+    # power_sum (B, M).
+    B = power_sum.shape[0]
     M = power_sum.shape[1]
     energy = 0.0
     num = 0.0
@@ -95,10 +116,13 @@ def _energy_coherence_from_sums(raw_sum, power_sum, pairs, frames):
     for b in range(B):
         for m in range(M):
             energy += power_sum[b, m]
-        for p in range(pairs.shape[0]):
-            c = raw_sum[b, p]
+    for p in range(pairs.shape[0]):
+        i = pairs[p, 0]
+        j = pairs[p, 1]
+        for b in range(B):
+            c = raw_sum[p, b]
             num += c.real * c.real + c.imag * c.imag
-            den += power_sum[b, pairs[p, 0]] * power_sum[b, pairs[p, 1]]
+            den += power_sum[b, i] * power_sum[b, j]
     coherence = num / den if den > 0 else 0.0
     return energy / (M * B * frames), coherence
 
@@ -106,13 +130,13 @@ def _energy_coherence_from_sums(raw_sum, power_sum, pairs, frames):
 @njit("void(complex128[:,::1], float64[:,::1], int64[:,::1], float64, complex64[:,:,::1])", cache=True, nogil=True)
 def _covariances_from_sums(raw_sum, power_sum, pairs, inv, out):
     # out (B, M, M) = mean over the window's frames of x x^H, as music._covariances.
-    B = raw_sum.shape[0]
+    B = power_sum.shape[0]
     M = power_sum.shape[1]
     for b in range(B):
         for m in range(M):
             out[b, m, m] = np.complex64(power_sum[b, m] * inv)
         for p in range(pairs.shape[0]):
-            v = raw_sum[b, p] * inv
+            v = raw_sum[p, b] * inv
             out[b, pairs[p, 0], pairs[p, 1]] = np.complex64(v)
             out[b, pairs[p, 1], pairs[p, 0]] = np.complex64(np.conj(v))
 
@@ -144,10 +168,10 @@ class FrameStats:
         # The frame ring itself is kept only for estimators that need the block (kind None); the
         # others keep each frame's statistics.
         self.spectra = np.zeros((T, M, F) if self.kind is None else (0, M, F), np.complex64)
-        self.raw = np.zeros((T, B, P), np.complex64)
+        self.raw = np.zeros((T, P, B), np.complex64)
         self.power = np.zeros((T, B, M), np.float32)
         self.phat = np.zeros((T, P, B) if self.kind == "phat" else (0, 0, 0), np.complex64)
-        self.raw_sum = np.zeros((B, P), np.complex128)
+        self.raw_sum = np.zeros((P, B), np.complex128)
         self.power_sum = np.zeros((B, M), np.float64)
         self.phat_sum = np.zeros((P, B) if self.kind == "phat" else (0, 0), np.complex128)
         self.peaks = np.full(T, -1, np.int64)                     # each frame's SRP maximum (grid index)
@@ -180,34 +204,28 @@ class FrameStats:
             return 0
         new_slots = self._order[new]
         resum = 2 * len(new) >= T or self._since_resum + len(new) > RESUM_EVERY or -1 in keys
-        if not resum:
-            self._slide(new_slots, -1.0)
         buf = self._frames_buf[:len(new)]
         _windowed_frames(np.ascontiguousarray(audio), np.array(new, np.int64) * hop, self.window, self.nfft, buf)
         # scipy's FFT, as doascope.dsp.stft: the same values frame for frame
         spectra = self._rfft(buf, axis=2, workers=1)
         if self.kind is None:
             self.spectra[new_slots] = spectra
-        _frame_stats(spectra, new_slots, self.bins, self.pairs, self.kind == "phat", self.raw, self.power, self.phat)
+        # the sums follow in the same pass (the slots' old frames out, the new ones in), or are re-summed
+        _frame_stats(spectra, new_slots, self.bins, self.pairs, self.kind == "phat", not resum, self.raw, self.power,
+                     self.phat, self.raw_sum, self.power_sum, self.phat_sum)
         for k in new:
             keys[order[k]] = start + k * hop
         self.peaks[new_slots] = -1
         if resum:
-            for acc in (self.raw_sum, self.power_sum, self.phat_sum):
+            T = self.frames
+            for ring, acc in ((self.raw, self.raw_sum), (self.power, self.power_sum), (self.phat, self.phat_sum)):
                 acc[...] = 0
-            self._slide(self._order, 1.0)
+                if acc.size:
+                    _sum_rows(ring.reshape(T, -1), acc.reshape(-1), self._order)
             self._since_resum = 0
         else:
-            self._slide(new_slots, 1.0)
             self._since_resum += len(new)
         return len(new)
-
-    def _slide(self, slots: np.ndarray, sign: float) -> None:
-        T = self.frames
-        _slide_sums(self.raw.reshape(T, -1), self.raw_sum.reshape(-1), slots, sign)
-        _slide_sums(self.power.reshape(T, -1), self.power_sum.reshape(-1), slots, sign)
-        if self.kind == "phat":
-            _slide_sums(self.phat.reshape(T, -1), self.phat_sum.reshape(-1), slots, sign)
 
     # -- the window's statistics ------------------------------------------------------------------
 

@@ -579,12 +579,30 @@ def test_angular_distance_and_directions():
     assert dsp.angular_distance(0.0, 90.0, 123.0, 90.0) == pytest.approx(0.0, abs=1e-6)
 
 
+# --- channel levels ------------------------------------------------------------------------------
+
+def test_channel_levels_match_numpy():
+    """One pass over the samples gives the meters' numpy formulas: max |x| and sqrt(mean x^2) in float64."""
+    x = (rng(31).standard_normal((2048, 16)) * [10.0 ** -k for k in range(16)]).astype(np.float32)
+    x[100, 3] = -7.5                                           # a negative peak
+    peak, rms = dsp.channel_levels(x)
+    assert peak.dtype == rms.dtype == np.float32 and peak.shape == rms.shape == (16,)
+    np.testing.assert_array_equal(peak, np.abs(x).max(axis=0))
+    np.testing.assert_allclose(rms, np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=0)).astype(np.float32),
+                               rtol=1e-6)
+    x[5, 0] = np.nan                                           # NaN shows, as in numpy's max
+    assert np.isnan(dsp.channel_levels(x)[0][0]) and not np.isnan(dsp.channel_levels(x)[0][1:]).any()
+    np.testing.assert_array_equal(dsp.channel_levels(np.zeros((1, 2), np.float32)), np.zeros((2, 2)))
+
+
 # --- input validation ----------------------------------------------------------------------------
 
 X4 = random_stft(mics=4, seed=30)
 BINS = np.arange(10, 113)
 BAD_CALLS = {
     "stft int audio": lambda: stft(np.zeros((1000, 2), np.int16)),
+    "levels 1-D audio": lambda: dsp.channel_levels(np.zeros(10, np.float32)),
+    "levels no samples": lambda: dsp.channel_levels(np.zeros((0, 2), np.float32)),
     "stft 3-D audio": lambda: stft(np.zeros((10, 10, 10), np.float32)),
     "stft complex audio": lambda: stft(np.zeros((1000, 2), np.complex64)),
     "stft nfft 0": lambda: stft(np.zeros((1000, 2), np.float32), nfft=0),

@@ -13,6 +13,7 @@ import soundfile as sf
 import reference as ref
 from helpers import mixture
 from doascope.dsp import Localizer, make_estimator, stft
+from doascope.dsp.gcc import mic_pairs
 from doascope.dsp.srp import SrpLookup, _srp_rows_parallel, srp_from_correlations
 from doascope.dsp.stream import RESUM_EVERY, FrameStats
 from doascope.hardware_profiles import load_profile
@@ -90,7 +91,7 @@ def test_srp_lookup_rows_is_linear_interpolation():
         lookup = SrpLookup(cols, 40)
         out = lookup.rows(r)
         parallel = np.empty_like(out)
-        _srp_rows_parallel(r, lookup.lag, lookup.frac, parallel)   # whatever the machine's thread count
+        _srp_rows_parallel(r, lookup.lag, lookup.frac, lookup.scale, parallel)   # whatever the machine's thread count
         np.testing.assert_array_equal(parallel, out)
         for s in range(3):
             want = np.mean([np.interp(cols[p].astype(np.float64), np.arange(40), r[s, p]) for p in range(6)], axis=0)
@@ -102,9 +103,52 @@ def test_correlations_in_one_real_product_match_the_reference(prof):
     est = make_estimator("srp-phat", prof.positions, fs=FS, nfft=NFFT)
     rng = np.random.default_rng(3)
     C = (rng.standard_normal((2, 6, est.bins.size)) + 1j * rng.standard_normal((2, 6, est.bins.size)))
-    r = est.correlations(C.astype(np.complex64))
+    r = est.gcc.correlate_rows(C.astype(np.complex64))
     for s in range(2):
         np.testing.assert_allclose(r[s], ref.gcc(C[s], est.gcc.freqs, est.gcc.lags), atol=1e-5)
+
+
+def _baseline_sum_numpy(C, pairs, positions):
+    """Plain numpy: each distinct baseline's pairs' cross-spectra summed, an opposite baseline's
+    conjugated; baselines in the order of their first pair."""
+    pos = np.asarray(positions, np.float64)
+    b = pos[pairs[:, 1]] - pos[pairs[:, 0]]
+    out, seen = [], []
+    for p in range(len(pairs)):
+        if any(np.allclose(b[p], v, atol=1e-9) or np.allclose(b[p], -v, atol=1e-9) for v in seen):
+            continue
+        seen.append(b[p])
+        same = [q for q in range(len(pairs)) if np.allclose(b[q], b[p], atol=1e-9)]
+        opposite = [q for q in range(len(pairs)) if np.allclose(b[q], -b[p], atol=1e-9) and q not in same]
+        out.append(C[:, same].sum(axis=1) + np.conj(C[:, opposite]).sum(axis=1))
+    return np.stack(out, axis=1)
+
+
+@pytest.mark.parametrize("pid, baselines", [("minidsp_uma16", 24), ("respeaker_usb_v2", 4), ("azimut_cma", None)])
+def test_srp_reads_one_correlation_per_baseline(pid, baselines):
+    """Pairs with the same (or the opposite) baseline share every TDOA, so SRP sums their cross-spectra
+    and reads one correlation per baseline (a 4 x 4 grid: 24 baselines for 120 pairs): the sums are
+    the plain-numpy ones, and the SRP is the mean over pairs of each pair's own correlation read at
+    its own lags."""
+    from doascope.dsp.gcc import BaselineGroups
+
+    p = load_profile(pid)
+    est = make_estimator("srp-phat", p.positions, fs=FS, nfft=NFFT, n_sources=2)
+    pairs = est.gcc.pairs
+    if baselines is not None:
+        assert len(est.baselines) == baselines
+    rng = np.random.default_rng(5)
+    C = (rng.standard_normal((3, len(pairs), est.bins.size))
+         + 1j * rng.standard_normal((3, len(pairs), est.bins.size))).astype(np.complex64)
+    np.testing.assert_allclose(est.baselines.sum(C), _baseline_sum_numpy(C, pairs, p.positions), rtol=1e-6, atol=1e-6)
+    per_pair = est.gcc.correlate_rows(C)
+    want = np.stack([_srp_numpy(per_pair[s], est.lag_index) for s in range(3)])
+    np.testing.assert_allclose(est.srp_rows(C), want, atol=1e-6)
+    # an array without shared baselines keeps its pairs as they are
+    skew = np.random.default_rng(1).uniform(-0.05, 0.05, (5, 3))
+    groups = BaselineGroups(skew, mic_pairs(5))
+    assert groups.trivial and len(groups) == 10
+    np.testing.assert_array_equal(groups.sum(C[:, :10]), C[:, :10])
 
 
 def test_each_frames_phat_cross_spectra_average_to_the_blocks(prof):
@@ -191,10 +235,11 @@ def test_jacobi_signal_subspaces_span_lapacks(mics, K):
 
 # -- Coarse-to-fine frame maxima (doascope.dsp.srp.CoarseFineScan) ----------------------------------------
 
-def _srp_numpy(r, lag_index):
-    """Plain numpy SRP: mean over pairs of r interpolated linearly at each point's lag index."""
-    return np.mean([np.interp(lag_index[p].astype(np.float64), np.arange(r.shape[1]), r[p])
-                    for p in range(r.shape[0])], axis=0)
+def _srp_numpy(r, lag_index, n_pairs=None):
+    """Plain numpy SRP: sum over rows (pairs, or baselines) of r interpolated linearly at each point's
+    lag index, divided by the number of pairs (default: one a row)."""
+    return np.sum([np.interp(lag_index[p].astype(np.float64), np.arange(r.shape[1]), r[p])
+                   for p in range(r.shape[0])], axis=0) / (r.shape[0] if n_pairs is None else n_pairs)
 
 
 @pytest.mark.parametrize("pid, hemisphere", [("minidsp_uma16", True), ("respeaker_usb_v2", False)])
@@ -224,10 +269,11 @@ def test_coarse_to_fine_scan_finds_the_full_scans_maximum(pid, hemisphere):
         Y = Y / (np.abs(Y) + np.float32(1e-20))
         pairs = est.gcc.pairs
         C = np.ascontiguousarray((Y[pairs[:, 0]] * np.conj(Y[pairs[:, 1]])).transpose(2, 0, 1))
-        r = est.correlations(C)
+        r = est.correlations(C)                     # one row per baseline
+        per_pair = est.gcc.correlate_rows(C)
         points, values = scan.maxima(r)
         for s in range(r.shape[0]):
-            want = _srp_numpy(r[s], est.lag_index)
+            want = _srp_numpy(per_pair[s], est.lag_index)
             assert want[points[s]] >= want.max() - 1e-5, (k, s)
             assert values[s] == pytest.approx(want.max(), abs=1e-5)
         full = est.lookup.rows(r)                  # the kernel's full scan: the same point, bit for bit

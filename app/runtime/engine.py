@@ -258,6 +258,7 @@ class Engine:
         pos = 0                       # first sample of the next analysis window
         status: str | None = None
         from doascope.dsp import stft
+        from doascope.dsp.levels import channel_levels
 
         while not self._stop.is_set():
             self._apply_commands()
@@ -300,8 +301,7 @@ class Engine:
                 peaks, spectrum, grid = res.peaks, res.spectrum, self.localizer.estimator.grid
             tracks = self.tracker.update(res.t, peaks, res.active)
             newest = mics[-self.step:] if self.step <= len(mics) else mics
-            peak = np.abs(newest).max(axis=0)
-            rms = np.sqrt(np.mean(np.square(newest, dtype=np.float64), axis=0)).astype(np.float32)
+            peak, rms = channel_levels(newest)
             busy = time.perf_counter() - t0
             # Real-time factor as CPU time of this thread per second of audio: what "uses 1% of a
             # core" means, and unaffected by waiting for the GIL while the GUI or a view draws.
