@@ -12,8 +12,8 @@ counts against it, and a weaker peak beside a stronger source counts for nothing
 how a reflection of the stronger source behaves. A weaker peak between two shown tracks, where
 their merged lobes put one, starts no track. A tentative track is confirmed (given an id) once
 that probability is high and it has lived ``confirm_time``; it is dropped once the probability is
-low. A confirmed track unheard for ``hold_time`` is no longer reported and stops moving, but keeps
-its id, so that a talker who pauses, or is masked for a while, comes back under the same id: when
+low. A confirmed track unheard for ``hold_time`` is no longer reported and stops moving (unless a
+louder talker it is closing in on masks it: then it walks on, still reported), but keeps its id, so that a talker who pauses, or is masked for a while, comes back under the same id: when
 heard again within the gate as the strongest peak of a frame (a reflection cannot wake it), or when
 a new track is confirmed within two gates of it. Unheard for ``death_time`` it is deleted.
 
@@ -97,7 +97,7 @@ class _Track:
     shared by the three axes, which the model treats alike and independently."""
 
     __slots__ = ("px", "py", "pz", "vx", "vy", "vz", "P00", "P01", "P11", "birth", "last_hit", "updates", "hits",
-                 "hit", "activity", "power", "id", "lead", "occluded", "masked", "logodds", "last_lead")
+                 "hit", "activity", "power", "id", "lead", "occluded", "masked", "logodds", "last_lead", "last_shared")
 
     def __init__(self, t: float, u: tuple[float, float, float], power: float, p_var: float, v_var: float):
         self.px, self.py, self.pz = u
@@ -116,6 +116,7 @@ class _Track:
         self.masked = False     # unheard beside a louder talker it is closing in on (see Tracker._masked)
         self.logodds = 0.0      # existence, see _LEAD_EVIDENCE
         self.last_lead = -math.inf
+        self.last_shared = -math.inf  # last frame whose peak it shared with another track (see _hidden)
 
     @property
     def p(self) -> np.ndarray:
@@ -230,7 +231,9 @@ class Tracker:
     merge_deg : degrees; two confirmed tracks this close, moving together, become one (the older id stays)
     process_noise_deg_s : deg/s; how fast the angular velocity may wander: the standard deviation its
         random walk reaches after one second (white acceleration of spectral density this squared,
-        deg^2/s^3)
+        deg^2/s^3). Walking talkers change pace slowly; a larger value lets the velocity follow the
+        peaks' jitter (on a 4-mic ring single peaks scatter by 10 degrees and more), and a track
+        coasting on a wrong velocity through a crossing or a pause ends up far from its talker
     measurement_noise_deg : degrees; standard deviation of a peak's direction about the source's, per axis
     activity_tau : seconds; time constant of the activity's approach to 1 on hits and to 0 on misses
     min_power : peaks weaker than this (spectrum units) are ignored
@@ -256,7 +259,7 @@ class Tracker:
     def __init__(self, *, gate_deg: float = 20.0, confirm_time: float = 0.3, confirm_ratio: float = 0.6,
                  hold_time: float = 0.5, death_time: float = TRACK_TIMEOUT, tentative_time: float = 1.0,
                  merge_deg: float = 8.0,
-                 process_noise_deg_s: float = 15.0, measurement_noise_deg: float = 8.0,
+                 process_noise_deg_s: float = 6.0, measurement_noise_deg: float = 8.0,
                  activity_tau: float = 0.3, min_power: float = 0.0, planar: bool = False, max_tracks: int = 8):
         params = dict(locals())
         del params["self"]
@@ -351,6 +354,8 @@ class Tracker:
                         tr.constrain(planar)
                     else:
                         tr.occluded = occluder.occluded = True
+                        if t - occluder.last_hit < _MASK_MAX_S:
+                            occluder.last_shared = t  # heard through the shared peak: not hidden
             for k in sorted((k for k in range(len(kept)) if free[k]), key=lambda k: -kept[k].power):
                 if k != strongest and self._between(z[k], t):
                     continue
@@ -360,9 +365,10 @@ class Tracker:
         self._tracks = self._merged(survivors)
         # Merge before confirming, so that an id once shown is never a duplicate dropped at once.
         self._next_id = _confirm(self._tracks, ready, self._next_id, lambda tr: self._hidden_near(tr, t))
-        hold = p["hold_time"]
+        # A masked track stays on screen: its talker is still there, beside the louder one, and a
+        # crossing shown as one track lets the two talkers' ids trade places while one of them pauses.
         self._published = tuple(self._state(tr, t) for tr in sorted(self._tracks, key=lambda tr: tr.id)
-                                if tr.id and t - tr.last_hit < hold)
+                                if tr.id and (not _hidden(tr, t, p) or tr.masked))
         return self._published
 
     # -- steps -------------------------------------------------------------------------------------
@@ -390,8 +396,9 @@ class Tracker:
 
         That is two sources too close for the peak picker to separate (talkers crossing): fed the
         one peak between them, the track that gets it would stall there and the pair could swap
-        ids when they part. Both coast on their velocities instead (tr still counts as hit), and
-        pick up their own peaks on the far side.
+        ids when they part. Both coast on their velocities instead (tr still counts as hit, the
+        other as heard, so that it stays on screen: see _hidden), and pick up their own peaks on the
+        far side.
         """
         cos_gate = math.cos(math.radians(self._params["gate_deg"]))
         return next((other for other in confirmed if other is not tr and not other.hit and other.cos(z) >= cos_gate
@@ -499,8 +506,11 @@ def _backed(tr, t: float, p: dict) -> bool:
 
 
 def _hidden(tr, t: float, p: dict) -> bool:
-    """Whether a confirmed track has gone unheard so long (hold_time) that it is no longer reported."""
-    return bool(tr.id) and t - tr.last_hit >= p["hold_time"]
+    """Whether a confirmed track has gone unheard so long (hold_time) that it is no longer reported.
+    A track whose talker shares one peak with another track's (two talkers crossing in one lobe,
+    see Tracker._overlapped) counts as heard through it, for up to _MASK_MAX_S: hidden, it would
+    stop walking, and the one track left on screen would be matched to both talkers in turn."""
+    return bool(tr.id) and t - max(tr.last_hit, tr.last_shared) >= p["hold_time"]
 
 
 def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool) -> tuple[list, set]:
@@ -588,6 +598,7 @@ class _PosTrack:
         self.lead = False
         self.logodds = 0.0
         self.last_lead = -math.inf
+        self.last_shared = -math.inf  # position tracks never share a peak (see _hidden)
 
 
 class PositionTracker:
