@@ -11,8 +11,8 @@ each frame: being the frame's strongest peak counts for it, going unheard while 
 counts against it, and a weaker peak beside a stronger source counts for nothing, because that is
 how a reflection of the stronger source behaves. A weaker peak between two shown tracks, where
 their merged lobes put one, starts no track. A tentative track is confirmed (given an id) once
-that probability is high and it has lived ``confirm_time``; it is dropped once the probability is
-low. A confirmed track unheard for ``hold_time`` is no longer reported and stops moving (unless a
+that probability is high and it has lived ``confirm_time`` (half of it when it has led every frame
+far from every known track: a new talker); it is dropped once the probability is low. A confirmed track unheard for ``hold_time`` is no longer reported and stops moving (unless a
 louder talker it is closing in on masks it: then it walks on, still reported), but keeps its id, so that a talker who pauses, or is masked for a while, comes back under the same id: when
 heard again within the gate as the strongest peak of a frame (a reflection cannot wake it), or when
 a new track is confirmed within two gates of it. Unheard for ``death_time`` it is deleted.
@@ -53,6 +53,14 @@ _DROP_LOGODDS = -2.0      # P(exists) = 0.12: a tentative track is dropped
 _MAX_LOGODDS = 4.0        # the most a track can bank, so that evidence against it still counts
 # A newly confirmed track takes the id of a hidden one within this many gates.
 _REVIVE_GATE = 2.0
+# A tentative track farther than _ALONE_GATES gates from every confirmed track (shown or hidden) that
+# has been the strongest peak of every frame since its birth (existence at _MAX_LOGODDS) is confirmed
+# after this fraction of confirm_time: reflections are never the strongest peak and the halfway peaks
+# of merged lobes lie near known tracks, so this is a talker starting to speak, and waiting the full
+# confirm_time hid every new talker's first 0.3 s (a dialogue's coverage 0.88 -> 0.92 on the tuning
+# scenes; a sound that leads for 0.15-0.3 s far from every track now shows up, as the source it is).
+_EARLY_FRACTION = 0.5
+_ALONE_GATES = 3.0
 # A confirmed track takes weaker peaks only within this time (s) of being a frame's strongest peak
 # (long enough for a steady source, a fan, which leads only now and then beside talkers).
 _LEAD_MEMORY_S = 5.0
@@ -245,7 +253,9 @@ class Tracker:
     The evidence for a birth is the number of frames inside ``confirm_time``: at the engine's
     32 ms frames the default 0.3 s holds ~10 frames (0.2 s at 16 ms frames holds ~13), enough to
     reject one uniformly random clutter peak a frame; at 64 ms frames raise ``confirm_time`` and
-    ``tentative_time`` to about 0.5 and 0.7 s.
+    ``tentative_time`` to about 0.5 and 0.7 s. A track that has been the strongest peak of every
+    frame, more than three gates from every confirmed track, is confirmed after half of
+    ``confirm_time``.
 
     Examples
     --------
@@ -361,7 +371,7 @@ class Tracker:
                     continue
                 self._birth(t, z[k], kept[k].power, r, lead=k == strongest)
 
-        survivors, ready = _count_frame(self._tracks, t, smooth, p, active)
+        survivors, ready = _count_frame(self._tracks, t, smooth, p, active, self._alone)
         self._tracks = self._merged(survivors)
         # Merge before confirming, so that an id once shown is never a duplicate dropped at once.
         self._next_id = _confirm(self._tracks, ready, self._next_id, lambda tr: self._hidden_near(tr, t))
@@ -469,6 +479,11 @@ class Tracker:
                 twin.logodds = max(twin.logodds, tr.logodds)
         return kept
 
+    def _alone(self, tr: _Track) -> bool:
+        """Whether tr is farther than _ALONE_GATES gates from every confirmed track."""
+        cos_far = math.cos(math.radians(min(179.0, _ALONE_GATES * self._params["gate_deg"])))
+        return all(o.cos_track(tr) < cos_far for o in self._tracks if o.id)
+
     def _hidden_near(self, tr: _Track, t: float) -> _Track | None:
         """The closest hidden track within _REVIVE_GATE gates of ``tr``, if any: a talker heard again
         after a pause is often placed a little differently (other talkers' lobes, reflections)."""
@@ -513,12 +528,13 @@ def _hidden(tr, t: float, p: dict) -> bool:
     return bool(tr.id) and t - max(tr.last_hit, tr.last_shared) >= p["hold_time"]
 
 
-def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool) -> tuple[list, set]:
+def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool, alone=None) -> tuple[list, set]:
     """One frame of every track's life, shared by both trackers: count its hit, weigh the frame's
     evidence of its existence, smooth its activity, and decide who survives (confirmed tracks until
     death_time without a hit; tentative ones until tentative_time, or sooner once their hit ratio
     falls short after confirm_time or their existence is unlikely) and which tentative tracks are
-    ready to be confirmed."""
+    ready to be confirmed. ``alone(tr)``, when given, tells whether a tentative track is far from
+    every confirmed one (see _EARLY_FRACTION)."""
     survivors, ready = [], set()
     for tr in tracks:
         if tr.birth < t:  # a newborn's birth frame was counted at birth
@@ -537,8 +553,13 @@ def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool) -> tupl
                 survivors.append(tr)
             continue
         # Evidence must span confirm_time: only a hit at that age or later can confirm, so a
-        # burst of peaks shorter than confirm_time never shows up as a source.
-        if tr.hit and age >= p["confirm_time"] and ratio >= p["confirm_ratio"] and tr.logodds >= _CONFIRM_LOGODDS:
+        # burst of peaks shorter than confirm_time never shows up as a source; except a track far
+        # from every known one that has been the strongest peak of (nearly) every frame since its
+        # birth, which can only be a new source, after half of confirm_time (see _EARLY_FRACTION).
+        early = (alone is not None and age >= _EARLY_FRACTION * p["confirm_time"]
+                 and tr.logodds >= _MAX_LOGODDS and alone(tr))
+        if tr.hit and ratio >= p["confirm_ratio"] and (
+                (age >= p["confirm_time"] and tr.logodds >= _CONFIRM_LOGODDS) or early):
             ready.add(tr)
         elif (age >= p["tentative_time"] or tr.logodds <= _DROP_LOGODDS
               or (not tr.hit and age >= p["confirm_time"] and ratio < p["confirm_ratio"])):

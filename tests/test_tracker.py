@@ -28,13 +28,14 @@ def run(tracker: Tracker, times, peaks_at, active_at=lambda t: True) -> list[tup
     return [(t, tracker.update(t, peaks_at(t), active_at(t))) for t in times]
 
 
-def test_static_source_confirmed_after_confirm_time_with_id_1():
+def test_static_source_confirmed_with_id_1():
     rng = np.random.default_rng(1)
     tracker = Tracker()
     times = np.arange(0, 2.0, HOP)
     out = run(tracker, times, lambda t: [peak(123.0 + rng.uniform(-3, 3))])
     first = next(t for t, tracks in out if tracks)
-    assert tracker.params["confirm_time"] <= first <= tracker.params["confirm_time"] + 2 * HOP
+    # Alone and the strongest peak of every frame: confirmed after half of confirm_time.
+    assert tracker.params["confirm_time"] / 2 <= first <= tracker.params["confirm_time"] / 2 + 2 * HOP
     for t, tracks in out:
         if t >= first:
             assert [s.id for s in tracks] == [1]
@@ -48,13 +49,31 @@ def test_static_source_confirmed_after_confirm_time_with_id_1():
 
 
 def test_brief_peaks_never_confirm():
-    # One spurious peak, and a burst just shorter than confirm_time: neither becomes a source.
+    # One spurious peak, and a burst just shorter than half confirm_time: neither becomes a source.
     tracker = Tracker()
     times = np.arange(0, 1.0, HOP)
     assert not any(tr for _, tr in run(tracker, times, lambda t: [peak(200.0)] if t < HOP / 2 else []))
     tracker.reset()
-    burst = tracker.params["confirm_time"] - HOP
+    burst = tracker.params["confirm_time"] / 2 - HOP
     assert not any(tr for _, tr in run(tracker, times, lambda t: [peak(200.0)] if t < burst else []))
+    # Near a known source (within three gates) even the strongest peak needs the whole confirm_time.
+    tracker.reset()
+    run(tracker, times, lambda t: [peak(100.0)])
+    burst = 1.0 + tracker.params["confirm_time"] - HOP
+    out = run(tracker, 1.0 + times, lambda t: [peak(150.0), peak(100.0, power=0.5)] if t < burst else [peak(100.0)])
+    assert all([s.id for s in tracks] == [1] for _, tracks in out)
+
+
+def test_a_new_talker_far_from_every_track_shows_up_after_half_the_confirm_time():
+    tracker = Tracker()
+    confirm = tracker.params["confirm_time"]
+    out = run(tracker, np.arange(0, 1.0, HOP), lambda t: [peak(300.0)])
+    first = next(t for t, tracks in out if tracks)
+    assert confirm / 2 <= first < confirm
+    # A second talker 120 degrees away, the strongest peak of every frame: as soon.
+    out = run(tracker, 1.0 + np.arange(0, 1.0, HOP), lambda t: [peak(60.0), peak(300.0, power=0.5)])
+    first = next(t for t, tracks in out if len(tracks) == 2)
+    assert confirm / 2 <= first - 1.0 < confirm
 
 
 def test_min_power_ignores_weak_peaks():
