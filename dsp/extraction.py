@@ -9,6 +9,12 @@ reverberation or sensor noise weigh little), and the votes, spread by a narrow k
 over time like the statistics, form a map whose peaks are the talkers, each as strong as the share of
 frames it dominates.
 
+**Per-bin votes** go one step further where the array is small (SRP-PHAT on arrays up to 8 cm wide,
+see ``SrpPhat.bin_votes_ok``): when two talkers speak in the same frame, the frame's maximum lies
+between them, but each time-frequency bin is still held by one of them. So each bin whose pairs agree
+on a direction votes for it (:func:`bin_vote_histograms`); the votes are spread by a wider kernel
+(BIN_VOTE_WIDTH_DEG) and a further source needs BIN_VOTE_SHARE of the strongest one's votes.
+
 **Sequential removal**, as ODAS's SSL extracts sources: each source's contribution is
 removed before the next is looked at. For SRP-PHAT the contribution of a source at point g is, in
 each pair's PHAT cross-spectrum, a pure delay at that pair's TDOA: ``gamma_p exp(-j 2 pi f tau_p(g))``
