@@ -14,7 +14,8 @@ import numpy as np
 from doascope import ParameterError
 from doascope.dsp.activity import ActivityGate, energy_coherence
 from doascope.dsp.estimators import Estimator
-from doascope.dsp.extraction import DEFAULT_EXTRACTION, EXTRACTIONS, VoteKernels
+from doascope.dsp.extraction import (BIN_VOTE_WIDTH_DEG, DEFAULT_EXTRACTION, EXTRACTIONS, VOTE_WIDTH_DEG,
+                                     VoteKernels)
 from doascope.dsp.peaks import Peak
 from doascope.dsp.stft import stft_blocks
 
@@ -59,6 +60,7 @@ class BlockStream:
         self._votes = None
         self._vote_kernels = None    # frame_vote_map's kernel columns, kept across windows
         self._frame_cache: dict[int, tuple] = {}   # frame start sample -> (grid index, value)
+        self._vote_cache: dict[int, np.ndarray] = {}   # frame start sample -> its per-bin votes
         self._frames = None                        # the frame ring of process_audio (doascope.dsp.stream)
         self._index = 0
 
@@ -83,6 +85,7 @@ class BlockStream:
         self._smoothed = None
         self._votes = None
         self._frame_cache = {}
+        self._vote_cache = {}
         if self._frames is not None:
             self._frames.reset()
         self._index = 0
@@ -102,6 +105,7 @@ class BlockStream:
         self._smoothed = None if smoothed is None else np.array(smoothed, copy=True)
         self._votes = None if votes is None else np.array(votes, copy=True)
         self._frame_cache = {}
+        self._vote_cache = {}
         if self._frames is not None:
             self._frames.reset()
         self.gate.restore(gate)
@@ -198,6 +202,16 @@ class Localizer(BlockStream):
         return (np.array([self._frame_cache[s][0] for s in starts]),
                 np.array([self._frame_cache[s][1] for s in starts], np.float32))
 
+    def _frame_votes(self, X: np.ndarray, start: int) -> np.ndarray:
+        """The block's per-bin votes (points,), each frame's computed once (as _frame_peaks)."""
+        starts = [start + k * self.hop for k in range(X.shape[2])]
+        new = [k for k, s in enumerate(starts) if s not in self._vote_cache]
+        if new:
+            rows = self.estimator.bin_votes(np.ascontiguousarray(X[:, :, new]))
+            self._vote_cache.update((starts[k], row) for k, row in zip(new, rows))
+        self._vote_cache = {s: self._vote_cache[s] for s in starts}
+        return np.sum([self._vote_cache[s] for s in starts], axis=0, dtype=np.float32)
+
     def process(self, X: np.ndarray, start: int, fs: float) -> BlockResult:
         """Localize one block of STFT frames (mics, freqs, frames) whose first sample is ``start``.
 
@@ -206,7 +220,7 @@ class Localizer(BlockStream):
         energy, coherence = energy_coherence(X, self.estimator.bins)
         stats = self.estimator.statistics(X)
         return self._conclude(stats, energy, coherence, start, self._block_stop(start, X), X.shape[2], fs,
-                              lambda: self._frame_peaks(X, start))
+                              lambda: self._frame_peaks(X, start), lambda: self._frame_votes(X, start))
 
     def process_audio(self, audio: np.ndarray, start: int, fs: float) -> BlockResult:
         """Localize the window ``audio`` (block_samples, mics) float32 whose first sample is ``start``.
@@ -220,7 +234,8 @@ class Localizer(BlockStream):
             return self.process(frames.block(), start, fs)
         energy, coherence = frames.energy_coherence()
         return self._conclude(frames.statistics(), energy, coherence, start, start + self.block_samples,
-                              self.frames_per_block, fs, lambda: frames.frame_peaks(self.estimator))
+                              self.frames_per_block, fs, lambda: frames.frame_peaks(self.estimator),
+                              lambda: frames.frame_votes(self.estimator))
 
     def _stream(self):
         if self._frames is None:
@@ -229,17 +244,24 @@ class Localizer(BlockStream):
             self._frames = FrameStats(self.estimator, hop=self.hop, frames=self.frames_per_block, window=self.window)
         return self._frames
 
-    def _conclude(self, stats, energy, coherence, start, stop, n_frames, fs, frame_peaks) -> BlockResult:
+    def _conclude(self, stats, energy, coherence, start, stop, n_frames, fs, frame_peaks, frame_votes) -> BlockResult:
         active = self.gate.update(energy, coherence, n_frames)
         if active:
             integrated = self._integrate_stats(stats)
             spectrum = self.estimator.spectrum_from(integrated)
             votes = None
             if self.n_sources > 1 and hasattr(self.estimator, "frame_peaks") and self.extraction == "votes":
-                points, values = frame_peaks()
-                if self._vote_kernels is None or self._vote_kernels.grid is not self.estimator.grid:
-                    self._vote_kernels = VoteKernels(self.estimator.grid)
-                self._votes = self._integrated(self._votes, self._vote_kernels.map(points, values ** 2))
+                by_bin = getattr(self.estimator, "bin_votes_ok", False)
+                width = BIN_VOTE_WIDTH_DEG if by_bin else VOTE_WIDTH_DEG
+                kernels = self._vote_kernels
+                if kernels is None or kernels.grid is not self.estimator.grid or kernels.width_deg != width:
+                    kernels = self._vote_kernels = VoteKernels(self.estimator.grid, width)
+                if by_bin:
+                    fresh = kernels.spread(frame_votes())
+                else:
+                    points, values = frame_peaks()
+                    fresh = kernels.map(points, values ** 2)
+                self._votes = self._integrated(self._votes, fresh)
                 votes = self._votes
             peaks = tuple(self.estimator.candidates(integrated, spectrum, self.n_sources, votes=votes,
                                                     min_separation=self.min_separation, extraction=self.extraction))

@@ -176,6 +176,8 @@ class FrameStats:
         self.phat_sum = np.zeros((P, B) if self.kind == "phat" else (0, 0), np.complex128)
         self.peaks = np.full(T, -1, np.int64)                     # each frame's SRP maximum (grid index)
         self.peak_values = np.zeros(T, np.float32)
+        self.votes: np.ndarray | None = None                       # (T, points) each frame's per-bin votes
+        self.votes_done = np.zeros(T, bool)
         self._shape = ((T - 1) * self.hop + self.nfft, M)
         self._keys = [-1] * T                                      # first sample of the frame in each slot
         self._frames_buf = np.zeros((T, M, self.nfft), np.float32)
@@ -189,6 +191,7 @@ class FrameStats:
         """Forget the frames (a jump in the stream, or a restored state)."""
         self._keys = [-1] * self.frames
         self.peaks[:] = -1
+        self.votes_done[:] = False
 
     def update(self, audio: np.ndarray, start: int) -> int:
         """Bring the ring to the window ``audio`` (window samples, mics) float32 whose first sample is
@@ -216,6 +219,7 @@ class FrameStats:
         for k in new:
             keys[order[k]] = start + k * hop
         self.peaks[new_slots] = -1
+        self.votes_done[new_slots] = False
         if resum:
             T = self.frames
             for ring, acc in ((self.raw, self.raw_sum), (self.power, self.power_sum), (self.phat, self.phat_sum)):
@@ -263,3 +267,15 @@ class FrameStats:
             self.peaks[missing] = points
             self.peak_values[missing] = values
         return self.peaks[self._order].copy(), self.peak_values[self._order].copy()
+
+    def frame_votes(self, estimator) -> np.ndarray:
+        """(points,) float32: the window's per-bin votes, the sum of its frames' (each frame's
+        computed once, from its stored PHAT cross-spectra: estimator.bin_votes_from_cross)."""
+        missing = self._order[~self.votes_done[self._order]]
+        if missing.size:
+            fresh = estimator.bin_votes_from_cross(self.phat[missing])
+            if self.votes is None or self.votes.shape[1] != fresh.shape[1]:
+                self.votes = np.zeros((self.frames, fresh.shape[1]), np.float32)
+            self.votes[missing] = fresh
+            self.votes_done[missing] = True
+        return self.votes[self._order].sum(axis=0)

@@ -11,9 +11,9 @@ each frame: being the frame's strongest peak counts for it, going unheard while 
 counts against it, and a weaker peak beside a stronger source counts for nothing, because that is
 how a reflection of the stronger source behaves. A weaker peak between two shown tracks, where
 their merged lobes put one, starts no track. A tentative track is confirmed (given an id) once
-that probability is high and it has lived ``confirm_time``; it is dropped once the probability is
-low. A confirmed track unheard for ``hold_time`` is no longer reported and stops moving, but keeps
-its id, so that a talker who pauses, or is masked for a while, comes back under the same id: when
+that probability is high and it has lived ``confirm_time`` (half of it when it has led every frame
+far from every known track: a new talker); it is dropped once the probability is low. A confirmed track unheard for ``hold_time`` is no longer reported and stops moving (unless a
+louder talker it is closing in on masks it: then it walks on, still reported), but keeps its id, so that a talker who pauses, or is masked for a while, comes back under the same id: when
 heard again within the gate as the strongest peak of a frame (a reflection cannot wake it), or when
 a new track is confirmed within two gates of it. Unheard for ``death_time`` it is deleted.
 
@@ -53,6 +53,14 @@ _DROP_LOGODDS = -2.0      # P(exists) = 0.12: a tentative track is dropped
 _MAX_LOGODDS = 4.0        # the most a track can bank, so that evidence against it still counts
 # A newly confirmed track takes the id of a hidden one within this many gates.
 _REVIVE_GATE = 2.0
+# A tentative track farther than _ALONE_GATES gates from every confirmed track (shown or hidden) that
+# has been the strongest peak of every frame since its birth (existence at _MAX_LOGODDS) is confirmed
+# after this fraction of confirm_time: reflections are never the strongest peak and the halfway peaks
+# of merged lobes lie near known tracks, so this is a talker starting to speak, and waiting the full
+# confirm_time hid every new talker's first 0.3 s (a dialogue's coverage 0.88 -> 0.92 on the tuning
+# scenes; a sound that leads for 0.15-0.3 s far from every track now shows up, as the source it is).
+_EARLY_FRACTION = 0.5
+_ALONE_GATES = 3.0
 # A confirmed track takes weaker peaks only within this time (s) of being a frame's strongest peak
 # (long enough for a steady source, a fan, which leads only now and then beside talkers).
 _LEAD_MEMORY_S = 5.0
@@ -97,7 +105,7 @@ class _Track:
     shared by the three axes, which the model treats alike and independently."""
 
     __slots__ = ("px", "py", "pz", "vx", "vy", "vz", "P00", "P01", "P11", "birth", "last_hit", "updates", "hits",
-                 "hit", "activity", "power", "id", "lead", "occluded", "masked", "logodds", "last_lead")
+                 "hit", "activity", "power", "id", "lead", "occluded", "masked", "logodds", "last_lead", "last_shared")
 
     def __init__(self, t: float, u: tuple[float, float, float], power: float, p_var: float, v_var: float):
         self.px, self.py, self.pz = u
@@ -116,6 +124,7 @@ class _Track:
         self.masked = False     # unheard beside a louder talker it is closing in on (see Tracker._masked)
         self.logodds = 0.0      # existence, see _LEAD_EVIDENCE
         self.last_lead = -math.inf
+        self.last_shared = -math.inf  # last frame whose peak it shared with another track (see _hidden)
 
     @property
     def p(self) -> np.ndarray:
@@ -230,7 +239,9 @@ class Tracker:
     merge_deg : degrees; two confirmed tracks this close, moving together, become one (the older id stays)
     process_noise_deg_s : deg/s; how fast the angular velocity may wander: the standard deviation its
         random walk reaches after one second (white acceleration of spectral density this squared,
-        deg^2/s^3)
+        deg^2/s^3). Walking talkers change pace slowly; a larger value lets the velocity follow the
+        peaks' jitter (on a 4-mic ring single peaks scatter by 10 degrees and more), and a track
+        coasting on a wrong velocity through a crossing or a pause ends up far from its talker
     measurement_noise_deg : degrees; standard deviation of a peak's direction about the source's, per axis
     activity_tau : seconds; time constant of the activity's approach to 1 on hits and to 0 on misses
     min_power : peaks weaker than this (spectrum units) are ignored
@@ -242,7 +253,9 @@ class Tracker:
     The evidence for a birth is the number of frames inside ``confirm_time``: at the engine's
     32 ms frames the default 0.3 s holds ~10 frames (0.2 s at 16 ms frames holds ~13), enough to
     reject one uniformly random clutter peak a frame; at 64 ms frames raise ``confirm_time`` and
-    ``tentative_time`` to about 0.5 and 0.7 s.
+    ``tentative_time`` to about 0.5 and 0.7 s. A track that has been the strongest peak of every
+    frame, more than three gates from every confirmed track, is confirmed after half of
+    ``confirm_time``.
 
     Examples
     --------
@@ -256,7 +269,7 @@ class Tracker:
     def __init__(self, *, gate_deg: float = 20.0, confirm_time: float = 0.3, confirm_ratio: float = 0.6,
                  hold_time: float = 0.5, death_time: float = TRACK_TIMEOUT, tentative_time: float = 1.0,
                  merge_deg: float = 8.0,
-                 process_noise_deg_s: float = 15.0, measurement_noise_deg: float = 8.0,
+                 process_noise_deg_s: float = 6.0, measurement_noise_deg: float = 8.0,
                  activity_tau: float = 0.3, min_power: float = 0.0, planar: bool = False, max_tracks: int = 8):
         params = dict(locals())
         del params["self"]
@@ -351,18 +364,21 @@ class Tracker:
                         tr.constrain(planar)
                     else:
                         tr.occluded = occluder.occluded = True
+                        if t - occluder.last_hit < _MASK_MAX_S:
+                            occluder.last_shared = t  # heard through the shared peak: not hidden
             for k in sorted((k for k in range(len(kept)) if free[k]), key=lambda k: -kept[k].power):
                 if k != strongest and self._between(z[k], t):
                     continue
                 self._birth(t, z[k], kept[k].power, r, lead=k == strongest)
 
-        survivors, ready = _count_frame(self._tracks, t, smooth, p, active)
+        survivors, ready = _count_frame(self._tracks, t, smooth, p, active, self._alone)
         self._tracks = self._merged(survivors)
         # Merge before confirming, so that an id once shown is never a duplicate dropped at once.
         self._next_id = _confirm(self._tracks, ready, self._next_id, lambda tr: self._hidden_near(tr, t))
-        hold = p["hold_time"]
+        # A masked track stays on screen: its talker is still there, beside the louder one, and a
+        # crossing shown as one track lets the two talkers' ids trade places while one of them pauses.
         self._published = tuple(self._state(tr, t) for tr in sorted(self._tracks, key=lambda tr: tr.id)
-                                if tr.id and t - tr.last_hit < hold)
+                                if tr.id and (not _hidden(tr, t, p) or tr.masked))
         return self._published
 
     # -- steps -------------------------------------------------------------------------------------
@@ -390,8 +406,9 @@ class Tracker:
 
         That is two sources too close for the peak picker to separate (talkers crossing): fed the
         one peak between them, the track that gets it would stall there and the pair could swap
-        ids when they part. Both coast on their velocities instead (tr still counts as hit), and
-        pick up their own peaks on the far side.
+        ids when they part. Both coast on their velocities instead (tr still counts as hit, the
+        other as heard, so that it stays on screen: see _hidden), and pick up their own peaks on the
+        far side.
         """
         cos_gate = math.cos(math.radians(self._params["gate_deg"]))
         return next((other for other in confirmed if other is not tr and not other.hit and other.cos(z) >= cos_gate
@@ -462,6 +479,11 @@ class Tracker:
                 twin.logodds = max(twin.logodds, tr.logodds)
         return kept
 
+    def _alone(self, tr: _Track) -> bool:
+        """Whether tr is farther than _ALONE_GATES gates from every confirmed track."""
+        cos_far = math.cos(math.radians(min(179.0, _ALONE_GATES * self._params["gate_deg"])))
+        return all(o.cos_track(tr) < cos_far for o in self._tracks if o.id)
+
     def _hidden_near(self, tr: _Track, t: float) -> _Track | None:
         """The closest hidden track within _REVIVE_GATE gates of ``tr``, if any: a talker heard again
         after a pause is often placed a little differently (other talkers' lobes, reflections)."""
@@ -499,16 +521,20 @@ def _backed(tr, t: float, p: dict) -> bool:
 
 
 def _hidden(tr, t: float, p: dict) -> bool:
-    """Whether a confirmed track has gone unheard so long (hold_time) that it is no longer reported."""
-    return bool(tr.id) and t - tr.last_hit >= p["hold_time"]
+    """Whether a confirmed track has gone unheard so long (hold_time) that it is no longer reported.
+    A track whose talker shares one peak with another track's (two talkers crossing in one lobe,
+    see Tracker._overlapped) counts as heard through it, for up to _MASK_MAX_S: hidden, it would
+    stop walking, and the one track left on screen would be matched to both talkers in turn."""
+    return bool(tr.id) and t - max(tr.last_hit, tr.last_shared) >= p["hold_time"]
 
 
-def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool) -> tuple[list, set]:
+def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool, alone=None) -> tuple[list, set]:
     """One frame of every track's life, shared by both trackers: count its hit, weigh the frame's
     evidence of its existence, smooth its activity, and decide who survives (confirmed tracks until
     death_time without a hit; tentative ones until tentative_time, or sooner once their hit ratio
     falls short after confirm_time or their existence is unlikely) and which tentative tracks are
-    ready to be confirmed."""
+    ready to be confirmed. ``alone(tr)``, when given, tells whether a tentative track is far from
+    every confirmed one (see _EARLY_FRACTION)."""
     survivors, ready = [], set()
     for tr in tracks:
         if tr.birth < t:  # a newborn's birth frame was counted at birth
@@ -527,8 +553,13 @@ def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool) -> tupl
                 survivors.append(tr)
             continue
         # Evidence must span confirm_time: only a hit at that age or later can confirm, so a
-        # burst of peaks shorter than confirm_time never shows up as a source.
-        if tr.hit and age >= p["confirm_time"] and ratio >= p["confirm_ratio"] and tr.logodds >= _CONFIRM_LOGODDS:
+        # burst of peaks shorter than confirm_time never shows up as a source; except a track far
+        # from every known one that has been the strongest peak of (nearly) every frame since its
+        # birth, which can only be a new source, after half of confirm_time (see _EARLY_FRACTION).
+        early = (alone is not None and age >= _EARLY_FRACTION * p["confirm_time"]
+                 and tr.logodds >= _MAX_LOGODDS and alone(tr))
+        if tr.hit and ratio >= p["confirm_ratio"] and (
+                (age >= p["confirm_time"] and tr.logodds >= _CONFIRM_LOGODDS) or early):
             ready.add(tr)
         elif (age >= p["tentative_time"] or tr.logodds <= _DROP_LOGODDS
               or (not tr.hit and age >= p["confirm_time"] and ratio < p["confirm_ratio"])):
@@ -588,6 +619,7 @@ class _PosTrack:
         self.lead = False
         self.logodds = 0.0
         self.last_lead = -math.inf
+        self.last_shared = -math.inf  # position tracks never share a peak (see _hidden)
 
 
 class PositionTracker:

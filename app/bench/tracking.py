@@ -26,7 +26,7 @@ import numpy as np
 from doascope.dsp.track_metrics import pool
 
 # (label, AnalysisConfig overrides): the default first.
-TRACKING_CONFIGS = (("srp-phat, frame votes (default)", {}),
+TRACKING_CONFIGS = (("srp-phat, votes (default)", {}),
                     ("srp-phat, sequential removal", {"extraction": "removal"}),
                     ("srp-phat, spectrum peaks", {"extraction": "peaks"}),
                     ("normmusic", {"method": "normmusic"}))

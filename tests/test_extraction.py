@@ -1,0 +1,131 @@
+"""Per-bin votes (dsp/extraction.py, SrpPhat.bin_srp): each time-frequency bin whose pairs agree on a
+direction votes for it. Held to plain-numpy references, and to what they are for: two talkers at
+once, each dominating its own bins, found apart where each frame's own maximum blends them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from doascope.dsp import Localizer, make_estimator, stft
+from doascope.dsp.extraction import BIN_VOTE_COHERENCE, VoteKernels, bin_vote_histograms, frame_vote_map
+from doascope.dsp.gcc import frame_phat_cross
+from doascope.hardware_profiles import load_profile
+
+from helpers import _delayed, _n_samples, azimuth_error, mixture, unit_vector
+
+FS = 16000
+
+
+def _estimator(profile="respeaker_usb_v2", n_sources=2):
+    return make_estimator("srp-phat", load_profile(profile).positions, fs=FS, nfft=512, n_sources=n_sources)
+
+
+def test_bin_srp_matches_the_definition():
+    """Each bin's SRP is the mean over pairs of Re(C_p(f) exp(j 2 pi f tau_p(point)))."""
+    est = _estimator()
+    X = stft(mixture(est.positions, FS, [40.0, 200.0], seconds=0.2, seed=1), nfft=512, hop=256)[:, :, :3]
+    C = frame_phat_cross(np.ascontiguousarray(X), est.bins, est.gcc.pairs)          # (frames, pairs, B)
+    got = est.bin_srp(C)
+    for b in range(0, est.bins.size, 13):
+        f = est.gcc.freqs[b]
+        for t in range(C.shape[0]):
+            want = np.mean(np.real(C[t, :, b, None].astype(np.complex128)
+                                   * np.exp(2j * np.pi * f * est.tdoas)), axis=0)
+            np.testing.assert_allclose(got[b, t], want, atol=2e-5)
+
+
+def test_bin_vote_histograms_match_a_loop():
+    rng = np.random.default_rng(4)
+    srp = rng.uniform(-1, 1, (30, 4, 50)).astype(np.float32)
+    srp[::3, :, 7] = 0.95   # some bins agree strongly on point 7
+    got = bin_vote_histograms(srp)
+    want = np.zeros((4, 50))
+    for b in range(30):
+        for t in range(4):
+            g = int(np.argmax(srp[b, t]))
+            if srp[b, t, g] >= BIN_VOTE_COHERENCE:
+                want[t, g] += float(srp[b, t, g]) ** 2
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_spread_histogram_is_the_vote_map_of_its_points():
+    est = _estimator()
+    rng = np.random.default_rng(2)
+    hist = np.zeros(len(est.grid), np.float32)
+    hist[rng.integers(0, len(est.grid), 12)] = rng.random(12)
+    got = VoteKernels(est.grid, 8.0).spread(hist)
+    want = frame_vote_map(est.grid, np.arange(len(est.grid)), hist, width_deg=8.0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _comb_talkers(positions, azimuths, seconds, seed):
+    """Two simultaneous talkers, each holding alternate 250 Hz bands (as two voices hold different
+    harmonics): every frame holds both, every bin one of them."""
+    rng = np.random.default_rng(seed)
+    n = _n_samples(FS, seconds)
+    f = np.fft.rfftfreq(n, 1.0 / FS)
+    out = np.zeros((n, len(positions)))
+    for k, az in enumerate(azimuths):
+        S = np.fft.rfft(rng.standard_normal(n))
+        S[(np.floor(f / 250.0) % 2) != k] = 0.0
+        S[0] = S[-1] = 0.0
+        x = _delayed(S, positions, FS, n, unit_vector(az), 343.0)
+        out += 0.1 * x / np.sqrt(np.mean(x ** 2))
+    return out.astype(np.float32)
+
+
+def test_two_talkers_at_once_40_degrees_apart_are_both_found(monkeypatch):
+    """Every frame holds both talkers, so each frame's own maximum lies between them and the frame
+    votes find one source; the bins, each held by one talker, vote for both."""
+    est = _estimator()
+    audio = _comb_talkers(est.positions, (100.0, 140.0), seconds=1.5, seed=3)
+    assert est.bin_votes_ok
+    found = [sorted(p.azimuth for p in r.peaks)
+             for r in Localizer(est, hop=256, n_sources=2, smoothing=0.5).locate(audio, FS)][-1]
+    assert len(found) == 2
+    assert azimuth_error(found[0], 100.0) <= 6 and azimuth_error(found[1], 140.0) <= 6, found
+    # The frames' own maxima (the path kept for grids too large for per-bin votes) blend them.
+    frames = _estimator()
+    monkeypatch.setattr(type(frames), "bin_votes_ok", property(lambda self: False))
+    blended = [sorted(p.azimuth for p in r.peaks)
+               for r in Localizer(frames, hop=256, n_sources=2, smoothing=0.5).locate(audio, FS)][-1]
+    assert not (len(blended) == 2 and azimuth_error(blended[0], 100.0) <= 6
+                and azimuth_error(blended[1], 140.0) <= 6), blended
+
+
+def test_large_grids_keep_the_frame_maxima():
+    """The UMA-16's 5157-point sphere: per-bin steering would take hundreds of MB."""
+    est = make_estimator("srp-phat", load_profile("minidsp_uma16").positions, fs=48000, nfft=1536, n_sources=2)
+    assert not est.bin_votes_ok
+
+
+def test_overlapping_windows_vote_each_frame_once_with_the_same_result():
+    """The block path's windows overlap; each frame's per-bin votes are computed once (kept by
+    frame), with the same result as voting every frame of every window again."""
+    x = mixture(load_profile("respeaker_usb_v2").positions, FS, [40.0, 200.0], seconds=1.0, seed=5)
+    results = []
+    for cached in (True, False):
+        est = _estimator()
+        calls = []
+        bin_votes = est.bin_votes
+        est.bin_votes = lambda X, bin_votes=bin_votes: (calls.append(X.shape[2]), bin_votes(X))[1]
+        loc = Localizer(est, hop=256, n_sources=2, smoothing=0.5, step=512)
+        peaks = []
+        for pos in range(0, len(x) - loc.block_samples + 1, 512):
+            if not cached:
+                loc._vote_cache.clear()
+            X = stft(x[pos:pos + loc.block_samples], nfft=512, hop=256)
+            peaks.append([(p.index, round(p.power, 6)) for p in loc.process(X, pos, FS).peaks])
+        results.append(peaks)
+        if cached:
+            assert calls[0] == 8 and set(calls[1:]) == {2}   # two new frames per 512-sample step
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("profile, by_bin", [("respeaker_usb_v2", True), ("respeaker_v1_7mic", True),
+                                             ("matrix_creator", False)])
+def test_small_arrays_vote_by_bin_and_wider_ones_by_frame(profile, by_bin):
+    """Per-bin votes on arrays up to BIN_VOTE_MAX_APERTURE wide (6.4 cm ReSpeakers); the MATRIX
+    Creator (10.5 cm), whose frames' own maxima already tell talkers apart, votes by frame."""
+    assert _estimator(profile).bin_votes_ok is by_bin
