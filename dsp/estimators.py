@@ -15,12 +15,12 @@ import numpy as np
 from doascope import SPEED_OF_SOUND, DoascopeError, ParameterError
 from doascope.dsp._checks import as_positions, as_stft, band_bins, positive
 from doascope.dsp.gcc import BaselineGroups, GccPhat, frame_phat_cross, pair_tdoas
-from doascope.dsp.extraction import (BIN_VOTE_SHARE, DEFAULT_EXTRACTION, EXTRACTIONS, SECONDARY_RELATIVE,
-                                     SECONDARY_SHARE, bin_vote_histograms, sequential_removal, vote_extraction)
+from doascope.dsp.extraction import (BIN_VOTE_COHERENCE, BIN_VOTE_SHARE, DEFAULT_EXTRACTION, EXTRACTIONS,
+                                     SECONDARY_RELATIVE, SECONDARY_SHARE, sequential_removal, vote_extraction)
 from doascope.dsp.grids import Grid, default_grid
 from doascope.dsp.peaks import Peak, find_peaks
 from doascope.methods import METHODS
-from doascope.dsp.srp import COARSE_FINE_MIN_POINTS, CoarseFineScan, SrpLookup
+from doascope.dsp.srp import COARSE_FINE_MIN_POINTS, CoarseFineScan, SrpLookup, bin_votes as srp_bin_votes
 
 ESTIMATORS: dict[str, type["Estimator"]] = {}
 # The largest per-bin steering (values) an SRP-PHAT estimator keeps for per-bin votes (16 MB float32).
@@ -159,6 +159,7 @@ class SrpPhat(Estimator):
         self.scan = (CoarseFineScan(self.lookup, self.grid.vectors)
                      if self.lookup.n_points >= COARSE_FINE_MIN_POINTS else None)
         self._bin_steering = None   # (B, 2 pairs, points) float32, made on the first per-bin vote
+        self._baseline_steering = None   # (B, 2 baselines, points) float32, the same for the fused votes
 
     def correlations(self, C: np.ndarray) -> np.ndarray:
         """(S, baselines, lags) float32: the correlations of each baseline's summed cross-spectra
@@ -233,8 +234,15 @@ class SrpPhat(Estimator):
         return self.bin_votes_from_cross(frame_phat_cross(X, self.bins, self.gcc.pairs))
 
     def bin_votes_from_cross(self, C: np.ndarray) -> np.ndarray:
-        """As :meth:`bin_votes`, from each frame's PHAT cross-spectra (frames, pairs, B) complex64."""
-        return bin_vote_histograms(self.bin_srp(C))
+        """As :meth:`bin_votes`, from each frame's PHAT cross-spectra (frames, pairs, B) complex64: one
+        fused pass over each baseline's summed cross-spectra (doascope.dsp.srp.bin_votes; the same
+        votes as ``bin_vote_histograms(self.bin_srp(C))``, to float32 rounding)."""
+        if self._baseline_steering is None:
+            tdoas = self.tdoas[self.baselines.first]                                     # (baselines, points)
+            angle = 2.0 * np.pi * self.gcc.freqs[:, None, None] * tdoas[None]
+            self._baseline_steering = np.ascontiguousarray(
+                np.concatenate([np.cos(angle), -np.sin(angle)], axis=1) / self.baselines.n_pairs, dtype=np.float32)
+        return srp_bin_votes(self.baselines.sum(C), self._baseline_steering, BIN_VOTE_COHERENCE)
 
     def bin_srp(self, C: np.ndarray) -> np.ndarray:
         """(B, frames, points) float32: each bin's own SRP-PHAT over the grid, from each frame's PHAT

@@ -35,6 +35,31 @@ def test_bin_srp_matches_the_definition():
             np.testing.assert_allclose(got[b, t], want, atol=2e-5)
 
 
+@pytest.mark.parametrize("profile", ["respeaker_usb_v2", "respeaker_6mic", "minidsp_uma8"])
+def test_fused_bin_votes_match_the_numpy_path(profile):
+    """SrpPhat.bin_votes_from_cross (one fused kernel over each baseline's summed cross-spectra,
+    doascope.dsp.srp.bin_votes) gives the votes of the plain-numpy path, bin_vote_histograms of
+    bin_srp (each pair on its own), to float32 rounding: the same points, the same weights."""
+    est = _estimator(profile)
+    pos = est.positions
+    X = stft(mixture(pos, FS, [40.0, 200.0], seconds=0.3, seed=2), nfft=512, hop=256)[:, :, :5]
+    C = frame_phat_cross(np.ascontiguousarray(X), est.bins, est.gcc.pairs)
+    want = bin_vote_histograms(est.bin_srp(C))
+    got = est.bin_votes_from_cross(C)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert want.sum() > 0 and np.count_nonzero(want) > 5          # the talkers' bins do vote
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert len(est.baselines) < len(est.gcc.pairs)               # a regular array: summed baselines
+
+
+def test_fused_bin_votes_refuse_mismatched_steering():
+    from doascope import ParameterError
+    from doascope.dsp.srp import bin_votes
+
+    with pytest.raises(ParameterError, match="do not match"):
+        bin_votes(np.zeros((2, 4, 10), np.complex64), np.zeros((10, 6, 36), np.float32), 0.75)
+
+
 def test_bin_vote_histograms_match_a_loop():
     rng = np.random.default_rng(4)
     srp = rng.uniform(-1, 1, (30, 4, 50)).astype(np.float32)
