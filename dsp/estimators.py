@@ -160,6 +160,7 @@ class SrpPhat(Estimator):
                      if self.lookup.n_points >= COARSE_FINE_MIN_POINTS else None)
         self._bin_steering = None   # (B, 2 pairs, points) float32, made on the first per-bin vote
         self._baseline_steering = None   # (B, 2 baselines, points) float32, the same for the fused votes
+        self._bin_votes_ok = None
 
     def correlations(self, C: np.ndarray) -> np.ndarray:
         """(S, baselines, lags) float32: the correlations of each baseline's summed cross-spectra
@@ -222,10 +223,12 @@ class SrpPhat(Estimator):
         on arrays no wider than BIN_VOTE_MAX_APERTURE, and grids small enough that the per-bin
         steering (bins x 2 pairs x points float32) stays within BIN_STEERING_MAX values (not the
         UMA-16's 5157-point sphere, whose frames keep their coarse-to-fine maxima)."""
-        pos, pairs = self.positions, self.gcc.pairs
-        aperture = float(np.max(np.linalg.norm(pos[pairs[:, 0]] - pos[pairs[:, 1]], axis=1)))
-        return (aperture <= BIN_VOTE_MAX_APERTURE
-                and self.bins.size * 2 * pairs.shape[0] * self.grid.vectors.shape[0] <= BIN_STEERING_MAX)
+        if self._bin_votes_ok is None:     # constant: decided once (it is asked twice a window)
+            pos, pairs = self.positions, self.gcc.pairs
+            aperture = float(np.max(np.linalg.norm(pos[pairs[:, 0]] - pos[pairs[:, 1]], axis=1)))
+            self._bin_votes_ok = bool(aperture <= BIN_VOTE_MAX_APERTURE and self.bins.size * 2 * pairs.shape[0]
+                                      * self.grid.vectors.shape[0] <= BIN_STEERING_MAX)
+        return self._bin_votes_ok
 
     def bin_votes(self, X: np.ndarray) -> np.ndarray:
         """(frames, points) float32: each STFT frame's per-bin votes (see

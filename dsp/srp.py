@@ -345,23 +345,40 @@ def _bin_votes(C, steer, threshold, out):
     # For each frame s and bin b: srp[g] = sum_r Re C[s, r, b] steer[b, r, g] + Im C[s, r, b] steer[b, R + r, g];
     # its maximum, if at least threshold, votes for its point (the first where it is reached) with
     # weight max^2 (out[s, point]). The frames of a bin share each pass over its steering (1 MB and
-    # more: read once per bin, not once per frame).
+    # more: read once per bin, not once per frame). Each row's steering is a phasor of one magnitude
+    # (cos, -sin over the pair count), so srp[g] <= sum_r |C[s, r, b]| |steer[b, :, 0] of r|: a bin
+    # whose bound is below threshold cannot vote and is skipped (a baseline's pairs that disagree, as in
+    # diffuse sound, sum to less than their count).
     S, R, B = C.shape
     G = steer.shape[2]
     acc = np.empty((S, G), np.float32)
+    live = np.empty(S, np.bool_)
     out[:] = 0.0
     for b in range(B):
+        any_live = False
+        for s in range(S):
+            bound = 0.0
+            for r in range(R):
+                bound += abs(C[s, r, b]) * np.hypot(steer[b, r, 0], steer[b, R + r, 0])
+            live[s] = bound * (1.0 + 1e-5) + 1e-6 >= threshold
+            any_live = any_live or live[s]
+        if not any_live:
+            continue
         acc[:] = 0.0
         for r in range(R):
             cr = steer[b, r]
             ci = steer[b, R + r]
             for s in range(S):
+                if not live[s]:
+                    continue
                 re = C[s, r, b].real
                 im = C[s, r, b].imag
                 a = acc[s]
                 for g in range(G):
                     a[g] += re * cr[g] + im * ci[g]
         for s in range(S):
+            if not live[s]:
+                continue
             a = acc[s]
             value = _max8(a)               # the maximum ...
             if value >= threshold:
@@ -376,8 +393,10 @@ def bin_votes(C: np.ndarray, steering: np.ndarray, threshold: float) -> np.ndarr
     each frame and bin, the bin's SRP over the grid from the rows' cross-spectra C (frames, rows, B)
     complex64 and the steering (B, 2 rows, points) float32 (cosines then minus sines of each row's
     phase at each point, over the number of pairs); the maximum, when at least ``threshold``, votes for
-    its point with its square. The same as ``bin_vote_histograms`` of the per-bin SRP (a test holds it
-    to that plain-numpy path), to float32 rounding of the sums."""
+    its point with its square. Each row's steering must be a phasor of one magnitude at every point
+    (as cos and -sin over the pair count are): a bin whose rows' magnitudes bound its SRP below the
+    threshold is skipped. The same as ``bin_vote_histograms`` of the per-bin SRP (a test holds it to
+    that plain-numpy path), to float32 rounding of the sums."""
     C = np.ascontiguousarray(C, dtype=np.complex64)
     steering = np.ascontiguousarray(steering, dtype=np.float32)
     if C.ndim != 3 or steering.ndim != 3 or steering.shape[0] != C.shape[2] or steering.shape[1] != 2 * C.shape[1]:
