@@ -125,16 +125,11 @@ def lag_sampling(tdoas) -> tuple[np.ndarray, np.ndarray]:
     return lo, (pos - lo).astype(np.float32)
 
 
-def build_network(hidden: int = 16, width: int = 16, head: int = 32, srp: bool = False):
+def build_network(hidden: int = 16, width: int = 16, head: int = 32):
     """The learned SRP (see the module docstring) as a torch module.
 
     forward(r (N, P, N_BANDS, L), geo (N, P, 2, L), lo (N, P, G) int64, frac (N, P, G), mask (N, P))
     -> logits (N, G); mask is 1 for real pairs, 0 for padding.
-
-    With ``srp``, the pair features themselves (each sub-band's GCC-PHAT) are read and pooled with
-    the learned correlations: each direction's head also sees the classical sub-band SRP-PHAT there
-    (and its maximum over the grid), so the network learns a correction of SRP-PHAT rather than a
-    spectrum from scratch.
 
     The pair (j, i) has the conjugate cross-spectrum of (i, j), so its correlations are those of
     (i, j) reversed in lag, and each direction reads it at the opposite delay. The lag convolutions'
@@ -145,7 +140,6 @@ def build_network(hidden: int = 16, width: int = 16, head: int = 32, srp: bool =
 
     torch = import_torch()
     nn = torch.nn
-    read = width + (N_BANDS if srp else 0)        # channels each direction reads from each pair
 
     class SymConv1d(nn.Conv1d):
         """A lag convolution with a kernel symmetric in the lag."""
@@ -157,19 +151,16 @@ def build_network(hidden: int = 16, width: int = 16, head: int = 32, srp: bool =
     class LearnedSrp(nn.Module):
         def __init__(self):
             super().__init__()
-            self.srp = bool(srp)
             self.pair = nn.Sequential(SymConv1d(N_BANDS + 2, hidden, 5, padding=2), nn.ReLU(),
                                       SymConv1d(hidden, hidden, 5, padding=2), nn.ReLU(),
                                       nn.Conv1d(hidden, width, 1))
-            self.head = nn.Sequential(nn.Conv1d(2 * read, head, 1), nn.ReLU(), nn.Conv1d(head, 1, 1))
+            self.head = nn.Sequential(nn.Conv1d(2 * width, head, 1), nn.ReLU(), nn.Conv1d(head, 1, 1))
 
         def forward(self, r, geo, lo, frac, mask):
             n, p, _, L = r.shape
             g = lo.shape[-1]
             h = self.pair(torch.cat([r, geo], dim=2).reshape(n * p, N_BANDS + 2, L)).reshape(n, p, width, L)
-            if self.srp:
-                h = torch.cat([h, r], dim=2)
-            idx = lo[:, :, None, :].expand(n, p, read, g)
+            idx = lo[:, :, None, :].expand(n, p, width, g)
             a = torch.gather(h, 3, idx)
             b = torch.gather(h, 3, idx + 1)
             s = a + frac[:, :, None, :] * (b - a)                                    # (N, P, D, G)
@@ -182,7 +173,7 @@ def build_network(hidden: int = 16, width: int = 16, head: int = 32, srp: bool =
 
 def network_from(meta: dict, state: dict):
     arch = meta["arch"]
-    model = build_network(int(arch["hidden"]), int(arch["width"]), int(arch["head"]), bool(arch.get("srp", False)))
+    model = build_network(int(arch["hidden"]), int(arch["width"]), int(arch["head"]))
     model.load_state_dict(state)
     model.eval()
     return model
@@ -234,8 +225,7 @@ class UniversalDnn(Estimator):
         the head's first layer split into its part on each direction and on the maximum over them."""
         F = torch.nn.functional
         conv1, _, conv2, _, conv3 = self.model.pair
-        (head1, _, head2) = self.model.head
-        width = conv3.out_channels + (N_BANDS if self.model.srp else 0)    # channels read per pair
+        (head1, _, head2), width = self.model.head, conv3.out_channels
         with torch.inference_mode():
             w1 = 0.5 * (conv1.weight + conv1.weight.flip(-1))
             geo_bias = F.conv1d(self._geo, w1[:, N_BANDS:].contiguous(), conv1.bias, padding=conv1.padding)
@@ -265,8 +255,6 @@ class UniversalDnn(Estimator):
             h = F.conv1d(r, t["w1"], padding=t["pad1"]).view(n, p, -1, L) + t["geo_bias"]
             h = F.conv1d(h.relu_().view(n * p, -1, L), t["w2"], t["b2"], padding=t["pad2"]).relu_()
             h = F.conv1d(h, t["w3"], t["b3"]).view(n, p, -1, L)                     # (S, P, D, L)
-            if self.model.srp:
-                h = torch.cat([h, r.view(n, p, N_BANDS, L)], dim=2)
             d = h.shape[2]
             hv = h.numpy().transpose(1, 3, 0, 2).reshape(p * L, n * d)               # (P*L, S*D)
             s = (self._reader @ hv).reshape(-1, n, d).transpose(1, 2, 0)             # (S, D, G)

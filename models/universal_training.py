@@ -56,7 +56,6 @@ class UniversalSettings:
     hidden: int = 16
     width: int = 16
     head: int = 32
-    srp: bool = False
     threads: int = 1
     val_scenes: int = 60
 
@@ -335,7 +334,7 @@ def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, 
     GEO = torch.from_numpy(pair_geometry(dists.reshape(-1)).reshape(len(dists), MAX_PAIRS, 2, len(LAGS)))
     GEO_tr = GEO[torch.from_numpy(tr)]
     torch.manual_seed(settings.seed)
-    model = build_network(settings.hidden, settings.width, settings.head, settings.srp)
+    model = build_network(settings.hidden, settings.width, settings.head)
     if init is not None:
         meta0, state0 = load_weights(init)
         model.load_state_dict(state0)
@@ -374,7 +373,7 @@ def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, 
         log(f"epoch {epoch + 1}/{settings.epochs}: loss {total / len(X):.4f}, held-out single-source blocks "
             f"within 10 deg {acc:.1%} ({time.perf_counter() - t0:.0f} s)")
     meta = {"kind": "universal", "universal_format": UNIVERSAL_FORMAT, "n_lags": len(LAGS), "n_bands": N_BANDS,
-            "arch": {"hidden": settings.hidden, "width": settings.width, "head": settings.head, "srp": settings.srp},
+            "arch": {"hidden": settings.hidden, "width": settings.width, "head": settings.head},
             "profile": profile.id if profile is not None else "universal",
             "training": {**{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
                          "examples": int(len(X)), "from": str(init.name) if init is not None else None,

@@ -22,17 +22,6 @@ def _block(positions, fs, nfft, azimuth, elevation=0.0, seed=0):
     return np.ascontiguousarray(stft(audio, nfft=nfft, hop=nfft // 2)[:, :, :8])
 
 
-def _srp_input_weights(path):
-    """A randomly initialised network whose head also reads the sub-band SRP-PHAT (arch srp=True)."""
-    from doascope.models.universal import build_network
-    from doascope.models.weight_files import save_weights
-
-    torch.manual_seed(0)
-    model = build_network(8, 4, 8, srp=True)
-    save_weights(path, model, {"kind": "universal", "arch": {"hidden": 8, "width": 4, "head": 8, "srp": True}})
-    return str(path)
-
-
 def test_sub_band_correlations_read_at_the_tdoas_are_srp_phat():
     """Mean over pairs and bands of the features, read where each direction's TDOAs fall, is a plain
     SRP-PHAT (a reference written here with numpy): both peak at the source."""
@@ -54,13 +43,11 @@ def test_sub_band_correlations_read_at_the_tdoas_are_srp_phat():
     assert np.corrcoef(ours, ref)[0, 1] > 0.95
 
 
-@pytest.mark.parametrize("srp", [False, True])
-def test_spectrum_does_not_depend_on_the_order_of_the_mics(srp, tmp_path):
+def test_spectrum_does_not_depend_on_the_order_of_the_mics():
     perm = np.array([3, 0, 4, 2, 1])
     X = _block(ODD, 16000, 512, 60.0, seed=1)
-    weights = {"weights": _srp_input_weights(tmp_path / "srp.pt")} if srp else {}
-    a = make_estimator("dnn", ODD, fs=16000, nfft=512, grid=circle_grid(2.0), **weights).spectrum(X)
-    b = make_estimator("dnn", ODD[perm], fs=16000, nfft=512, grid=circle_grid(2.0), **weights).spectrum(X[perm])
+    a = make_estimator("dnn", ODD, fs=16000, nfft=512, grid=circle_grid(2.0)).spectrum(X)
+    b = make_estimator("dnn", ODD[perm], fs=16000, nfft=512, grid=circle_grid(2.0)).spectrum(X[perm])
     np.testing.assert_allclose(a, b, atol=2e-4)
 
 
@@ -121,7 +108,7 @@ def test_tiny_training_runs_resumes_and_loads(tmp_path):
     res = train_universal(out, s, cache_dir=tmp_path / "cache", log=lambda line: None)
     assert res["examples"] > 0 and out.is_file()
     meta, _ = load_weights(out)
-    assert meta["kind"] == "universal" and meta["arch"] == {"hidden": 8, "width": 4, "head": 8, "srp": False}
+    assert meta["kind"] == "universal" and meta["arch"] == {"hidden": 8, "width": 4, "head": 8}
     est = make_estimator("dnn", ODD, fs=16000, nfft=512, weights=str(out), grid=circle_grid(1.0))
     assert est.spectrum(_block(ODD, 16000, 512, 10.0)).shape == (360,)
     # the cache is reused: a second run simulates nothing
@@ -181,17 +168,14 @@ def test_frame_votes_are_each_frames_own_network_maximum_and_tell_two_talkers_ap
     assert azimuth_error(found[0], 40.0) <= 10 and azimuth_error(found[1], 90.0) <= 10
 
 
-@pytest.mark.parametrize("srp", [False, True])
 @pytest.mark.parametrize("positions", [ODD, 0.15 * ODD / np.abs(ODD).max()])
-def test_the_estimator_gives_the_training_forward_on_the_whole_lag_axis(positions, srp, tmp_path):
+def test_the_estimator_gives_the_training_forward_on_the_whole_lag_axis(positions):
     """The estimator runs the network on the lags its pairs can read (plus the convolutions' reach)
     and reads them with a sparse product; training's forward takes the whole lag axis and gathers:
-    the same spectrum, for single frames (the votes) and blocks alike; with the shipped weights and
-    with a network whose head also reads the sub-band SRP-PHAT."""
+    the same spectrum, for single frames (the votes) and blocks alike."""
     from doascope.models.universal import OUTPUT_POWER
 
-    weights = {"weights": _srp_input_weights(tmp_path / "srp.pt")} if srp else {}
-    est = make_estimator("dnn", positions, fs=16000, nfft=512, grid=circle_grid(3.0), n_sources=2, **weights)
+    est = make_estimator("dnn", positions, fs=16000, nfft=512, grid=circle_grid(3.0), n_sources=2)
     X = _block(positions, 16000, 512, 70.0, seed=6)
     f = est.features
     Y = X[:, est.bins, :] / np.abs(X[:, est.bins, :])

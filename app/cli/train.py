@@ -173,7 +173,6 @@ def _train_universal(args) -> int:
         meta = load_weights(init)[0]
         arch = meta["arch"]
         settings.hidden, settings.width, settings.head = int(arch["hidden"]), int(arch["width"]), int(arch["head"])
-        settings.srp = bool(arch.get("srp", False))
     out = Path(args.out or (f"{Path(profile.id).stem}-universal.pt" if profile else "universal.pt"))
     cache = Path(args.cache) / "universal" if args.cache else default_cache_dir() / "universal"
     console = Console(stderr=True)
