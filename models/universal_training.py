@@ -58,6 +58,9 @@ class UniversalSettings:
     head: int = 32
     threads: int = 1
     val_scenes: int = 60
+    #: share of the several-source blocks kept (all single-source blocks are): below 1 leans a run,
+    #: e.g. a fine-tune, towards single talkers (the shipped weights: 0.6, see the README)
+    multi_share: float = 1.0
 
     def data_key(self, positions=None, fs=None) -> str:
         key = {k: getattr(self, k) for k in ("seed", "duration", "rt60", "snr", "source_weights",
@@ -268,6 +271,14 @@ def make_dataset(settings: UniversalSettings, cache_dir: Path, *, first: int = 0
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def keep_blocks(data: dict, multi_share: float) -> dict:
+    """``data`` (make_dataset's) with every single-source block and a seeded ``multi_share`` of the others."""
+    if multi_share >= 1.0:
+        return data
+    keep = np.isnan(data["az"][:, 1]) | (np.random.default_rng(1).random(len(data["az"])) < multi_share)
+    return {k: v[keep] for k, v in data.items()}
+
+
 def candidate_batch(torch, base, az, el, n_cand: int, gen, c: float = SPEED_OF_SOUND):
     """Candidate directions for a batch and the Gaussian-bump targets' angular distances.
 
@@ -318,7 +329,8 @@ def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, 
         done[0] += k
         log(f"simulated {min(done[0], settings.scenes)}/{settings.scenes} rooms ({time.perf_counter() - t0:.0f} s)")
 
-    data = make_dataset(settings, cache_dir, jobs=jobs, profile=profile, progress=progress)
+    data = keep_blocks(make_dataset(settings, cache_dir, jobs=jobs, profile=profile, progress=progress),
+                       settings.multi_share)
     t_data = time.perf_counter() - t0
     if len(data["x"]) == 0:
         raise ParameterError("the simulated scenes gave no training blocks: use more --scenes")

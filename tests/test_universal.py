@@ -116,6 +116,21 @@ def test_tiny_training_runs_resumes_and_loads(tmp_path):
     assert res2["examples"] == res["examples"]
 
 
+def test_a_multi_share_keeps_every_single_source_block_and_that_share_of_the_others():
+    from doascope.models.universal_training import keep_blocks
+
+    n = 4000
+    az = np.full((n, 3), np.nan, np.float32)
+    az[:, 0] = 10.0
+    az[n // 2:, 1] = 50.0                                   # the second half holds two sources
+    data = {"az": az, "scene": np.arange(n)}
+    kept = keep_blocks(data, 0.6)
+    single = np.isnan(kept["az"][:, 1])
+    assert single.sum() == n // 2 and kept["scene"][single].tolist() == list(range(n // 2))
+    assert 0.55 < (~single).sum() / (n // 2) < 0.65
+    assert keep_blocks(data, 1.0) is data
+
+
 def test_train_from_universal_fine_tunes_and_reports_the_check(tmp_path, capsys):
     from doascope.app.cli.main import main
 
