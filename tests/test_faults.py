@@ -228,6 +228,53 @@ def test_a_file_removed_while_running_stops_the_run_with_exit_1(tmp_path, victim
         assert _whole_lines(out)
 
 
+def test_a_frame_line_cut_by_a_full_disk_is_taken_out_again(tmp_path):
+    """A disk that fills up takes the part of a line that fits, then refuses the rest: the frames
+    file must still end with the last whole line (the tmpfs test below hits this only when the
+    frames file, not the recording, is the one to fill the disk)."""
+    import errno
+    import json
+
+    from doascope.app.runtime.outputs import FrameWriter
+
+    class Frame:
+        def __init__(self, seq):
+            self.seq = seq
+
+        def record(self):
+            return {"seq": self.seq, "t": 0.032 * self.seq, "tracks": []}
+
+    lines = [(json.dumps(Frame(k).record()) + "\n").encode() for k in range(3)]
+
+    class FillingDisk:   # room for two lines and 10 bytes of the third
+        def __init__(self, real, room):
+            self.real, self.room = real, room
+
+        def fileno(self):
+            return self.real.fileno()
+
+        def write(self, data):
+            if self.room == 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            n = self.real.write(bytes(data[:self.room]))
+            self.room -= n
+            return n
+
+        def close(self):
+            self.real.close()
+
+    path = tmp_path / "frames.jsonl"
+    writer = FrameWriter(str(path))
+    writer._fh = FillingDisk(writer._fh, len(lines[0]) + len(lines[1]) + 10)
+    for k in range(3):
+        writer.put(Frame(k))
+    assert writer.failed.wait(30), "the full disk was not reported"
+    writer.close()
+    assert "No space left on device" in writer.error
+    assert path.read_bytes() == lines[0] + lines[1]
+    assert [r["seq"] for r in _whole_lines(path)] == [0, 1]
+
+
 def test_disk_full_for_the_recording_keeps_it_valid(tmp_path):
     """A 300 kB filesystem (tmpfs; needs the right to mount, as CI's root has)."""
     mnt = tmp_path / "small"

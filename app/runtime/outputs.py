@@ -81,9 +81,10 @@ class FrameWriter(_Output):
     def __init__(self, path: str, *, capacity: int = 4096):
         super().__init__(path)
         try:
-            self._fh = open(path, "w", encoding="utf-8")
+            self._fh = open(path, "wb", buffering=0)   # unbuffered: no half line waits in a buffer
         except OSError as exc:
             raise ParameterError(f"cannot write {path}: {exc.strerror}") from None
+        self._complete = 0   # bytes of whole lines in the file
         self.dropped = 0
         self.written = 0
         self._q: queue.Queue = queue.Queue(maxsize=capacity)
@@ -109,24 +110,37 @@ class FrameWriter(_Output):
             if self.error is not None or frame.seq == last_seq:
                 continue  # a status update re-published with the last frame is no new record
             last_seq = frame.seq
+            line = (json.dumps(frame.record()) + "\n").encode("utf-8")
             try:
-                # One write of a whole line, then flush: a crash cuts between lines, never inside one.
-                self._fh.write(json.dumps(frame.record()) + "\n")
-                self._fh.flush()
+                # The whole line straight to the file (a crash cuts between lines, never inside one) ...
+                view = memoryview(line)
+                while view:
+                    view = view[self._fh.write(view):]
             except (OSError, ValueError) as exc:
+                self._cut_partial_line(fd, regular)
                 self._fail(_write_error(self.path, exc), exc)
                 continue
+            self._complete += len(line)
             self.written += 1
             gone = _removed(fd, self.path) if regular else None
             if gone:
                 self._fail(gone)
+
+    def _cut_partial_line(self, fd: int, regular: bool) -> None:
+        """... and when a write fails part-way (a disk that fills up takes what fits), the part of
+        the line that got in is cut off again, so the file ends with the last whole line."""
+        if regular:
+            try:
+                os.ftruncate(fd, self._complete)
+            except OSError as exc:
+                log.debug("could not cut the partial line of %s", self.path, exc_info=exc)
 
     def close(self) -> None:
         self._q.put(None)
         self._thread.join(timeout=10)
         try:
             self._fh.close()
-        except OSError as exc:  # the last flush can fail too (disk full)
+        except OSError as exc:
             self._fail(_write_error(self.path, exc), exc)
 
 
