@@ -6,7 +6,8 @@ itself, a second reader behind the engine.
 
 Nothing is lost without a word: a write that fails (disk full, file removed, permission lost)
 sets ``error`` (one sentence) and ``failed``, which the command watches and stops on. What was
-written stays valid at any moment, even after a SIGKILL: frame lines are flushed one by one, WAV
+written stays valid at any moment, even after a SIGKILL: frame lines go to the file whole and
+unbuffered (and the part of a line that a full disk took is cut off again), WAV
 headers are rewritten with every block, and a FLAC recording's STREAMINFO is kept up to date with
 the samples already encoded.
 """
@@ -76,7 +77,8 @@ class _Output:
 class FrameWriter(_Output):
     """Writes ``frame.record()`` as one JSON object per line; subscribe ``put`` to an engine.
 
-    Each line is flushed as it is written, so a killed process leaves only complete lines."""
+    Each line goes to the file whole and unbuffered, so a killed process leaves only complete
+    lines, and a line that a full disk took only part of is cut off again."""
 
     def __init__(self, path: str, *, capacity: int = 4096):
         super().__init__(path)
