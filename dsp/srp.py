@@ -383,7 +383,7 @@ def _bin_votes(C, steer, threshold, out):
             value = _max8(a)               # the maximum ...
             if value >= threshold:
                 best = 0
-                while a[best] != value:    # ... then where it is first reached
+                while best < G - 1 and a[best] != value:    # ... then where it is first reached
                     best += 1
                 out[s, best] += np.float64(value) * np.float64(value)
 
