@@ -12,10 +12,12 @@ counts against it, and a weaker peak beside a stronger source counts for nothing
 how a reflection of the stronger source behaves. A weaker peak between two shown tracks, where
 their merged lobes put one, starts no track. A tentative track is confirmed (given an id) once
 that probability is high and it has lived ``confirm_time`` (half of it when it has led every frame
-far from every known track: a new talker); it is dropped once the probability is low. A confirmed track unheard for ``hold_time`` is no longer reported and stops moving (unless a
-louder talker it is closing in on masks it: then it walks on, still reported), but keeps its id, so that a talker who pauses, or is masked for a while, comes back under the same id: when
-heard again within the gate as the strongest peak of a frame (a reflection cannot wake it), or when
-a new track is confirmed within two gates of it. Unheard for ``death_time`` it is deleted.
+far from every known track: a new talker); it is dropped once the probability is low. A confirmed
+track unheard for ``hold_time`` is no longer reported and stops moving (unless a louder talker it
+is closing in on masks it: then it walks on, still reported), but keeps its id, so that a talker
+who pauses, or is masked for a while, comes back under the same id: when heard again within the
+gate as the strongest peak of a frame (a reflection cannot wake it), or when a new track is
+confirmed within two gates of it. Unheard for ``death_time`` it is deleted.
 
 Pure numeric: no I/O, no threads. One :class:`Tracker` per stream, fed from one thread.
 """
