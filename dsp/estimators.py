@@ -241,20 +241,23 @@ class SrpPhat(Estimator):
         fused pass over each baseline's summed cross-spectra (doascope.dsp.srp.bin_votes; the same
         votes as ``bin_vote_histograms(self.bin_srp(C))``, to float32 rounding)."""
         if self._baseline_steering is None:
-            tdoas = self.tdoas[self.baselines.first]                                     # (baselines, points)
-            angle = 2.0 * np.pi * self.gcc.freqs[:, None, None] * tdoas[None]
-            self._baseline_steering = np.ascontiguousarray(
-                np.concatenate([np.cos(angle), -np.sin(angle)], axis=1) / self.baselines.n_pairs, dtype=np.float32)
+            self._baseline_steering = self._steering(self.tdoas[self.baselines.first])
         return srp_bin_votes(self.baselines.sum(C), self._baseline_steering, BIN_VOTE_COHERENCE)
+
+    def _steering(self, tdoas: np.ndarray) -> np.ndarray:
+        """(B, 2 rows, points) float32 per-bin steering of rows with TDOAs (rows, points) s: the cosines
+        then minus the sines of each row's phase 2 pi f tau at each point, over the number of pairs (so
+        that a sum over the rows is the mean over pairs)."""
+        angle = 2.0 * np.pi * self.gcc.freqs[:, None, None] * tdoas[None]               # (B, rows, points)
+        return np.ascontiguousarray(np.concatenate([np.cos(angle), -np.sin(angle)], axis=1) / self.gcc.pairs.shape[0],
+                                    dtype=np.float32)
 
     def bin_srp(self, C: np.ndarray) -> np.ndarray:
         """(B, frames, points) float32: each bin's own SRP-PHAT over the grid, from each frame's PHAT
         cross-spectra C (frames, pairs, B): ``mean_p Re(C_p(f) exp(j 2 pi f tau_p(point)))``, in
         [-1, 1], as one real matrix product per bin."""
         if self._bin_steering is None:
-            angle = 2.0 * np.pi * self.gcc.freqs[:, None, None] * self.tdoas[None]          # (B, pairs, points)
-            self._bin_steering = np.ascontiguousarray(
-                np.concatenate([np.cos(angle), -np.sin(angle)], axis=1) / self.gcc.pairs.shape[0], dtype=np.float32)
+            self._bin_steering = self._steering(self.tdoas)
         C = np.asarray(C, np.complex64).transpose(2, 0, 1)                                # (B, frames, pairs)
         rows = np.concatenate([C.real, C.imag], axis=2)                                 # (B, frames, 2 pairs)
         return np.matmul(rows, self._bin_steering)
