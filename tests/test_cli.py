@@ -70,6 +70,49 @@ def test_locate_jsonl(capsys, wav):
         assert src["elevation"] == 0.0 and 0 < src["power"] <= 1.01
 
 
+def test_main_in_process_leaves_the_garbage_collector_alone(capsys, wav):
+    import gc
+
+    before = (gc.isenabled(), gc.get_freeze_count())
+    rc, _, err = run(capsys, "locate", wav, "--profile", PROFILE)
+    assert rc == 0, err
+    assert (gc.isenabled(), gc.get_freeze_count()) == before
+
+
+def test_console_keeps_the_collector_off_while_starting_and_gives_it_back(capsys, monkeypatch, wav):
+    # the console entry point holds the cyclic collector through imports and the localizer's set-up
+    # (doascope.app.cli.startup), then freezes what set-up made and turns it back on for the analysis
+    import gc
+
+    from doascope.app.cli import commands
+    from doascope.app.cli.main import console
+    from doascope.app.runtime import audio
+
+    seen = {}
+    real_localizer, real_read = commands.localizer_for, audio.read_recording
+
+    def localizer_for(*a, **k):
+        seen["set-up"] = gc.isenabled()
+        return real_localizer(*a, **k)
+
+    def read_recording(*a, **k):
+        seen["analysis"] = gc.isenabled()
+        return real_read(*a, **k)
+
+    monkeypatch.setattr(commands, "localizer_for", localizer_for)
+    monkeypatch.setattr(audio, "read_recording", read_recording)
+    monkeypatch.setattr(sys, "argv", ["doascope", "locate", str(wav), "--profile", PROFILE])
+    frozen = gc.get_freeze_count()
+    try:
+        assert console() == 0
+        assert seen == {"set-up": False, "analysis": True}
+        assert gc.isenabled() and gc.get_freeze_count() > frozen
+        assert len(jsonl(capsys.readouterr().out)) == 7
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 @pytest.mark.parametrize("method", ["srp-phat", "gcc-phat", "music", "normmusic"])
 def test_locate_methods_and_mic_only_file(capsys, tmp_path, method):
     # a recording already reduced to the 4 microphone channels is accepted too

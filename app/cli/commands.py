@@ -58,6 +58,7 @@ def _open_output(path: str):
 
 
 def cmd_locate(args) -> int:
+    from doascope.app.cli.startup import release as release_gc
     from doascope.app.runtime.audio import read_recording
     from doascope.app.config import from_args
 
@@ -66,6 +67,7 @@ def cmd_locate(args) -> int:
     config.check(profile)
     position = config.analysis.mode == "position"
     localizer = localizer_for(config.analysis, profile)
+    release_gc()  # set-up done: the collector back on for the analysis (see doascope.app.cli.startup)
     audio, fs = read_recording(args.file, profile)
     require_one_block(args.file, audio.shape[0], fs, localizer)
     columns = ("x", "y", "z", "power") if position else ("azimuth", "elevation", "power")

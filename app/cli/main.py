@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from doascope.app.cli.extras import print_warnings_as_lines, require_extras
+    from doascope.app.cli.startup import release as release_gc
 
     print_warnings_as_lines()
     parser = build_parser()
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             from doascope.app.cli.eval import cmd_eval as run
         else:  # pragma: no cover - argparse rejects unknown commands
             parser.error(f"unknown command {args.command}")
+        if args.command not in ("locate", "run"):  # these two turn it back on once their analysis is built
+            release_gc()
         return int(run(args) or 0)
     except DoascopeError as exc:
         print(f"doascope: error: {exc}", file=sys.stderr)
@@ -176,5 +179,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def console() -> int:
+    """The ``doascope`` command (the console script and ``python -m doascope.app.cli.main``): main()
+    with the cyclic garbage collector kept out of start-up and exit (see ``doascope.app.cli.startup``)."""
+    from doascope.app.cli import startup
+
+    startup.hold()
+    try:
+        return main()
+    finally:
+        startup.release()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console())

@@ -103,6 +103,7 @@ def cmd_run(args) -> int:
     from rich.console import Console
     from rich.live import Live
 
+    from doascope.app.cli.startup import release as release_gc
     from doascope.app.config import from_args
     from doascope.app.runtime.engine import Engine
     from doascope.app.logs import set_printer
@@ -115,6 +116,7 @@ def cmd_run(args) -> int:
     duration, output, record = config.input.duration, config.outputs.output, config.outputs.record
     source = make_source(config.input, profile)
     engine = Engine(source, profile, config.analysis)
+    release_gc()  # set-up done: the collector back on while it runs (see doascope.app.cli.startup)
     if duration and hasattr(source, "stop_after"):
         # A file or scene ends after exactly --duration seconds of audio (and the window that
         # analyses its last moment), however far ahead of the clock a fast replay runs.
