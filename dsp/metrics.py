@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from doascope.dsp.assignment import linear_sum_assignment
 from doascope.dsp.grids import angular_distance
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+from doascope.dsp.assignment import linear_sum_assignment
 
 _FAR = 1e6  # cost of a pair farther than cover_deg (never matched)
 

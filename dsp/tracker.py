@@ -29,9 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from doascope import ParameterError
+from doascope.dsp.assignment import linear_sum_assignment
 from doascope.dsp.peaks import Peak
 
 # Prior spread of a newborn track's angular speed: a talker walking at 1 m/s 1-2 m away.

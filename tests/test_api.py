@@ -107,7 +107,8 @@ def test_streaming_localizer_gives_locate_results_whatever_the_chunks(recording)
 
 
 @pytest.mark.parametrize("module", ["doascope.app.api", "doascope.dsp.evaluation", "doascope.app.cli.eval",
-                                    "doascope.extras", "doascope.app.cli.train"])
+                                    "doascope.extras", "doascope.app.cli.train",
+                                    "doascope.dsp.assignment"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
