@@ -250,3 +250,17 @@ print(json.dumps(sorted(set(sys.modules) - before)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_live_path_loads_no_scipy_optimize():
+    """Importing scipy.optimize (for one function, the assignment) cost `run` 0.2-0.4 s of start-up;
+    the tracker and the metrics solve it with doascope.dsp.assignment."""
+    code = """
+import json, sys
+import doascope.app.runtime.engine, doascope.dsp.tracker, doascope.dsp.track_metrics, doascope.dsp.metrics
+from doascope.app.net import server
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("scipy.optimize"))))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
