@@ -17,7 +17,9 @@ track unheard for ``hold_time`` is no longer reported and stops moving (unless a
 is closing in on masks it: then it walks on, still reported), but keeps its id, so that a talker
 who pauses, or is masked for a while, comes back under the same id: when heard again within the
 gate as the strongest peak of a frame (a reflection cannot wake it), or when a new track is
-confirmed within two gates of it. Unheard for ``death_time`` it is deleted.
+confirmed within two gates of it. Unheard for ``death_time`` it is deleted. The louder talker's
+track, meanwhile, takes its position but not its velocity from a peak dragged towards the masked
+one (the two lobes merging), so that the two tracks walk past each other instead of bouncing.
 
 Pure numeric: no I/O, no threads. One :class:`Tracker` per stream, fed from one thread.
 """
@@ -151,9 +153,13 @@ class _Track:
         self.P01 = p01 + q * dt ** 2 / 2
         self.P11 = self.P11 + q * dt
 
-    def correct(self, u: tuple[float, float, float], r: float) -> None:
+    def correct(self, u: tuple[float, float, float], r: float, learn_velocity: bool = True) -> None:
+        # learn_velocity=False: a peak that places the source but whose motion is not the source's
+        # (see Tracker._meeting) moves the position only.
         s = self.P00 + r
         k0, k1 = self.P00 / s, self.P01 / s     # gain for (position, velocity); H = [1, 0]
+        if not learn_velocity:
+            k1 = 0.0
         ix, iy, iz = u[0] - self.px, u[1] - self.py, u[2] - self.pz
         self.px += k0 * ix
         self.py += k0 * iy
@@ -362,7 +368,7 @@ class Tracker:
                     tr.power += (kept[k].power - tr.power) * smooth
                     occluder = self._overlapped(tr, confirmed, z[k]) if tr.id else None
                     if occluder is None:
-                        tr.correct(z[k], r)
+                        tr.correct(z[k], r, learn_velocity=not self._meeting(tr, z[k]))
                         tr.constrain(planar)
                     else:
                         tr.occluded = occluder.occluded = True
@@ -416,6 +422,19 @@ class Tracker:
         return next((other for other in confirmed if other is not tr and not other.hit and other.cos(z) >= cos_gate
                      and other.cos_track(tr) >= cos_gate
                      and (other.masked or not _hidden(other, self._t, self._params))), None)
+
+    def _meeting(self, tr: _Track, z) -> bool:
+        """Whether tr's peak z may be two talkers' lobes merged: a masked track (see _masked) is within
+        _MASK_DEG of tr, and z lies on its side of tr. On a small array the other talker's lobe drags
+        the peak towards it, up to halfway between them, where it stands still while the two walk past
+        each other. tr's position still follows z, but its velocity is not learnt from it: learning
+        it, tr slowed down and the two tracks bounced back from the meeting with each other's talkers
+        (most of the id switches in crossings: 2.76 -> 1.97 per talker-minute on the 48 tuning
+        crossings of bench --tracking)."""
+        cos_mask = math.cos(math.radians(_MASK_DEG))
+        return any(o is not tr and o.masked and o.cos_track(tr) >= cos_mask
+                   and (z[0] - tr.px) * (o.px - tr.px) + (z[1] - tr.py) * (o.py - tr.py) + (z[2] - tr.pz) * (o.pz - tr.pz) > 0
+                   for o in self._tracks)
 
     def _masked(self, tr: _Track, t: float) -> bool:
         """Whether an unheard confirmed track is more likely masked by a louder talker it is walking
