@@ -302,6 +302,38 @@ def test_a_peak_that_is_never_the_strongest_is_never_confirmed():
     assert sorted(s.id for s in out[-1][1]) == [1, 2]
 
 
+def test_a_drowned_talker_comes_back_on_a_weaker_peak_heard_in_most_frames_not_on_a_rare_one():
+    """Three talkers at once: the one at 180 leads at times, then goes unheard for a second (its
+    track hidden), then is heard again in every frame but never as the strongest peak. Its track
+    takes it back under its id. A peak that shows up beside a hidden track only now and then (the
+    reflection of the talker now speaking, in a dialogue) does not wake it."""
+    def run_with(third_at):
+        rng = np.random.default_rng(2)
+
+        def peaks_at(t):
+            if t < 1.5:  # all three lead in turn
+                pks = [peak(60.0, power=rng.uniform(0.5, 1)), peak(300.0, power=rng.uniform(0.5, 1)),
+                       peak(180.0 + rng.uniform(-2, 2), power=rng.uniform(0.5, 1))]
+                return sorted(pks, key=lambda p: -p.power)
+            pks = [peak(60.0), peak(300.0, power=0.8)]
+            if t >= 2.5 and third_at(t):
+                pks.append(peak(180.0 + rng.uniform(-2, 2), power=0.6))
+            return pks
+
+        tracker = Tracker()
+        return run(tracker, np.arange(0, 5.0, HOP), peaks_at)
+
+    out = run_with(lambda t: True)
+    third = next(s.id for t, tracks in out if t < 1.5 for s in tracks if az_error(s.azimuth, 180.0) < 10)
+    assert not any(s.id == third for t, tracks in out if 2.2 < t < 2.5 for s in tracks)  # hidden while unheard
+    final = {s.id: s.azimuth for s in out[-1][1]}
+    assert third in final and az_error(final[third], 180.0) < 5.0
+    assert len(final) == 3
+    rng = np.random.default_rng(9)
+    out = run_with(lambda t: rng.random() < 0.2)
+    assert not any(s.id == third or az_error(s.azimuth, 180.0) < 20 for t, tracks in out if t >= 2.2 for s in tracks)
+
+
 def test_a_steady_source_that_leads_now_and_then_keeps_its_track():
     """A fan beside talkers: the strongest peak for 0.5 s every 4.5 s, a weaker peak in between."""
     tracker = Tracker()
