@@ -121,7 +121,8 @@ class _Track:
     shared by the three axes, which the model treats alike and independently."""
 
     __slots__ = ("px", "py", "pz", "vx", "vy", "vz", "P00", "P01", "P11", "birth", "last_hit", "updates", "hits",
-                 "hit", "activity", "power", "id", "lead", "occluded", "masked", "logodds", "last_lead", "last_shared", "peak_rate")
+                 "hit", "activity", "power", "id", "lead", "occluded", "masked", "logodds", "last_lead", "last_shared",
+                 "peak_rate")
 
     def __init__(self, t: float, u: tuple[float, float, float], power: float, p_var: float, v_var: float):
         self.px, self.py, self.pz = u
@@ -451,8 +452,8 @@ class Tracker:
         crossings of bench --tracking)."""
         cos_mask = math.cos(math.radians(_MASK_DEG))
         return any(o is not tr and o.masked and o.cos_track(tr) >= cos_mask
-                   and (z[0] - tr.px) * (o.px - tr.px) + (z[1] - tr.py) * (o.py - tr.py) + (z[2] - tr.pz) * (o.pz - tr.pz) > 0
-                   for o in self._tracks)
+                   and (z[0] - tr.px) * (o.px - tr.px) + (z[1] - tr.py) * (o.py - tr.py)
+                   + (z[2] - tr.pz) * (o.pz - tr.pz) > 0 for o in self._tracks)
 
     def _masked(self, tr: _Track, t: float) -> bool:
         """Whether an unheard confirmed track is more likely masked by a louder talker it is walking
