@@ -62,8 +62,10 @@ def __getattr__(name):
 
 def warmup() -> None:
     """Load (compiling and caching on first use after install) every Numba kernel."""
-    for module in sorted(set(_EXPORTS.values()) | {"metrics"}):
+    # srp_coarse: the large-grid kernels, imported only when a localizer on such a grid is built
+    for module in sorted(set(_EXPORTS.values()) | {"metrics", "srp_coarse"}):
         importlib.import_module(f"{__name__}.{module}")
+    importlib.import_module(f"{__name__}.srp").parallel_rows()  # made on first need, not at import
 
 
 def __dir__():

@@ -20,7 +20,7 @@ from doascope.dsp.extraction import (BIN_VOTE_COHERENCE, BIN_VOTE_SHARE, DEFAULT
 from doascope.dsp.grids import Grid, default_grid
 from doascope.dsp.peaks import Peak, find_peaks
 from doascope.methods import METHODS
-from doascope.dsp.srp import COARSE_FINE_MIN_POINTS, CoarseFineScan, SrpLookup, bin_votes as srp_bin_votes
+from doascope.dsp.srp import COARSE_FINE_MIN_POINTS, SrpLookup, bin_votes as srp_bin_votes
 
 ESTIMATORS: dict[str, type["Estimator"]] = {}
 # The largest per-bin steering (values) an SRP-PHAT estimator keeps for per-bin votes (16 MB float32).
@@ -155,9 +155,13 @@ class SrpPhat(Estimator):
         self.baselines = BaselineGroups(self.positions, self.gcc.pairs)
         self.lookup = SrpLookup(self.lag_index[self.baselines.first], self.gcc.lags.size,
                                 n_pairs=self.baselines.n_pairs)  # checked once, here
-        # frame maxima on large grids, coarse-to-fine (the same maxima, far fewer lookups)
-        self.scan = (CoarseFineScan(self.lookup, self.grid.vectors)
-                     if self.lookup.n_points >= COARSE_FINE_MIN_POINTS else None)
+        # frame maxima on large grids, coarse-to-fine (the same maxima, far fewer lookups); its
+        # kernels load here, when such a grid is built, not with this module
+        self.scan = None
+        if self.lookup.n_points >= COARSE_FINE_MIN_POINTS:
+            from doascope.dsp.srp_coarse import CoarseFineScan
+
+            self.scan = CoarseFineScan(self.lookup, self.grid.vectors)
         self._bin_steering = None   # (B, 2 pairs, points) float32, made on the first per-bin vote
         self._baseline_steering = None   # (B, 2 baselines, points) float32, the same for the fused votes
         self._bin_votes_ok = None

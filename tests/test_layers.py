@@ -227,10 +227,11 @@ def test_every_kernel_is_compiled_at_import_and_cached():
     assert not lazy and not uncached, (lazy, uncached)
 
 
-@pytest.mark.parametrize("profile, mode, method", [("respeaker_usb_v2", "doa", "srp-phat"),
-                                                   ("respeaker_usb_v2", "doa", "normmusic"),
-                                                   ("room_walls_6mic", "position", "srp-phat")])
-def test_the_first_block_loads_nothing(profile, mode, method):
+@pytest.mark.parametrize("profile, mode, method, grid", [("respeaker_usb_v2", "doa", "srp-phat", "auto"),
+                                                         ("respeaker_usb_v2", "doa", "normmusic", "auto"),
+                                                         ("minidsp_uma16", "doa", "srp-phat", "sphere"),
+                                                         ("room_walls_6mic", "position", "srp-phat", "auto")])
+def test_the_first_block_loads_nothing(profile, mode, method, grid):
     """Building the analysis loads every module the first block needs (kernels, FFT): the first
     block, as the live engine and `locate` run it, imports nothing."""
     code = f"""
@@ -240,7 +241,9 @@ from doascope.config import AnalysisConfig
 from doascope.dsp.analysis import build_localizer
 from doascope.hardware_profiles import load_profile
 prof = load_profile({profile!r})
-loc = build_localizer(AnalysisConfig(method={method!r}, mode={mode!r}, n_sources=2), prof, prof.sample_rate)
+loc = build_localizer(AnalysisConfig(method={method!r}, mode={mode!r}, grid={grid!r}, n_sources=2), prof,
+                      prof.sample_rate)
+assert {grid!r} != "sphere" or loc.estimator.scan is not None   # the coarse-to-fine scan's kernels load at build
 before = set(sys.modules)
 x = 0.01 * np.random.default_rng(0).standard_normal((loc.block_samples, loc.n_mics)).astype(np.float32)
 from doascope.dsp.stft import stft

@@ -14,7 +14,7 @@ import reference as ref
 from helpers import mixture
 from doascope.dsp import Localizer, make_estimator, stft
 from doascope.dsp.gcc import mic_pairs
-from doascope.dsp.srp import SrpLookup, _srp_rows_parallel, srp_from_correlations
+from doascope.dsp.srp import SrpLookup, parallel_rows, srp_from_correlations
 from doascope.dsp.stream import RESUM_EVERY, FrameStats
 from doascope.hardware_profiles import load_profile
 
@@ -91,7 +91,7 @@ def test_srp_lookup_rows_is_linear_interpolation():
         lookup = SrpLookup(cols, 40)
         out = lookup.rows(r)
         parallel = np.empty_like(out)
-        _srp_rows_parallel(r, lookup.lag, lookup.frac, lookup.scale, parallel)   # whatever the machine's thread count
+        parallel_rows()(r, lookup.lag, lookup.frac, lookup.scale, parallel)   # whatever the machine's thread count
         np.testing.assert_array_equal(parallel, out)
         for s in range(3):
             want = np.mean([np.interp(cols[p].astype(np.float64), np.arange(40), r[s, p]) for p in range(6)], axis=0)
@@ -238,7 +238,7 @@ def test_jacobi_signal_subspaces_span_lapacks(mics, K):
         np.testing.assert_allclose(E @ E.conj().transpose(0, 2, 1), np.eye(K)[None], atol=1e-6)  # orthonormal
 
 
-# -- Coarse-to-fine frame maxima (doascope.dsp.srp.CoarseFineScan) ----------------------------------------
+# -- Coarse-to-fine frame maxima (doascope.dsp.srp_coarse.CoarseFineScan) ----------------------------------------
 
 def _srp_numpy(r, lag_index, n_pairs=None):
     """Plain numpy SRP: sum over rows (pairs, or baselines) of r interpolated linearly at each point's
@@ -255,7 +255,7 @@ def test_coarse_to_fine_scan_finds_the_full_scans_maximum(pid, hemisphere):
     SRP; a cell is skipped only when its bound is below the best value found, by more than
     BOUND_TOLERANCE), so the only tolerance is float32's (1e-5 on values of order 1)."""
     from doascope.dsp.grids import sphere_grid
-    from doascope.dsp.srp import CoarseFineScan, coarse_cells
+    from doascope.dsp.srp_coarse import CoarseFineScan, coarse_cells
 
     prof_ = load_profile(pid)
     fs, nfft = prof_.sample_rate, 1024
