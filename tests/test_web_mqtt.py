@@ -170,7 +170,9 @@ def test_live_page_in_headless_chromium(tmp_path, chromium):
 
         chromium.open(serve.page)
         wait_for(lambda: chromium.js("document.getElementById('state').textContent") == "live", 60, "the page to go live")
-        assert "ReSpeaker" in chromium.js("document.querySelector('header').innerText")
+        # "live" comes with the WebSocket's opening; the array's name with the service's first message
+        wait_for(lambda: "ReSpeaker" in (chromium.js("document.querySelector('header').innerText") or ""), 30,
+                 "the array's name in the header")
         # The tracks, as text in the page's table: each within 10 degrees of a talker, both talkers found.
         seen: set[int] = set()
 
@@ -214,7 +216,8 @@ def test_live_page_draws_the_room_map_in_position_mode(tmp_path, chromium):
     try:
         chromium.open(serve.page)
         wait_for(lambda: chromium.js("document.getElementById('state').textContent") == "live", 60, "the page to go live")
-        assert "Room map" in chromium.js("document.getElementById('view-title').textContent")
+        wait_for(lambda: "Room map" in (chromium.js("document.getElementById('view-title').textContent") or ""), 30,
+                 "the room map's title (set by the service's first message)")
         assert chromium.js("Array.from(document.querySelectorAll('#track-head th')).map(h => h.textContent)") == \
             ["id", "x (m)", "y (m)", "z (m)", "activity"]
         rows = wait_for(lambda: chromium.js(TRACK_ROWS), 60, "tracks in the page")
