@@ -145,6 +145,11 @@ def full_arch(arch: dict) -> dict:
     return out
 
 
+def arch_of(meta: dict) -> dict:
+    """A universal weight file's full layout (its ``arch`` and ``n_bands``)."""
+    return full_arch({**meta["arch"], "n_bands": meta.get("n_bands", N_BANDS)})
+
+
 def lag_reach(arch: dict) -> int:
     """Lags the pair network looks to each side (its 5-tap lag convolutions, 2 each)."""
     return 2 * full_arch(arch)["layers"]
@@ -210,7 +215,7 @@ def build_network(hidden: int = 16, width: int = 16, head: int = 32, *, layers: 
 
 
 def network_from(meta: dict, state: dict):
-    arch = full_arch({**meta["arch"], "n_bands": meta.get("n_bands", N_BANDS)})
+    arch = arch_of(meta)
     model = build_network(**arch)
     model.load_state_dict(state)
     model.eval()
@@ -227,20 +232,21 @@ def grow_into(model, meta: dict, state: dict) -> None:
     from doascope.models.weight_files import import_torch
 
     torch = import_torch()
-    old_arch = full_arch({**meta["arch"], "n_bands": meta.get("n_bands", N_BANDS)})
+    old_arch = arch_of(meta)
     old = network_from(meta, state)
     new_pair = [m for m in model.pair if isinstance(m, torch.nn.Conv1d)]
     new_head = [m for m in model.head if isinstance(m, torch.nn.Conv1d)]
     old_pair = [m for m in old.pair if isinstance(m, torch.nn.Conv1d)]
     old_head = [m for m in old.head if isinstance(m, torch.nn.Conv1d)]
+    n_ctx_old = 1 + (old_arch["context"] == "max+mean")
     narrower = any(a.out_channels < b.out_channels for a, b in [*zip(new_pair, old_pair[:-1]),
                                                                 (new_pair[-1], old_pair[-1]), *zip(new_head, old_head[:-1])])
+    narrower = narrower or new_head[0].in_channels < (1 + n_ctx_old) * new_pair[-1].out_channels
     if new_pair[0].in_channels != old_pair[0].in_channels or len(new_pair) < len(old_pair) \
             or len(new_head) < len(old_head) or narrower:
-        raise ParameterError("the network to grow into must have the same sub-bands and at least the layers "
-                             "and channels of the one it starts from")
+        raise ParameterError("the network to grow into must have the same sub-bands and at least the layers, "
+                             "channels and context of the one it starts from")
     width_old, width_new = old_pair[-1].out_channels, new_pair[-1].out_channels
-    n_ctx_old = 1 + (old_arch["context"] == "max+mean")
 
     def head_columns(n_in):
         """The new head's input column of each old one: [s, max(, mean)] blocks of width channels."""
@@ -301,7 +307,7 @@ class UniversalDnn(Estimator):
             raise ParameterError(f"{path.name} holds a per-array network, not the universal one")
         self.meta = meta
         self.weights_path = path
-        arch = full_arch({**meta["arch"], "n_bands": meta.get("n_bands", N_BANDS)})
+        arch = arch_of(meta)
         nb = arch["n_bands"]
         self.features = UniversalFeatures(self.positions, fs=self.fs, nfft=self.nfft, c=self.c, n_bands=nb)
         self.bins = self.features.gcc.bins            # the network's band, whatever band was asked for

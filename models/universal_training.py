@@ -327,7 +327,7 @@ def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, 
     """Simulate (or load cached) scenes, train (from ``init``'s weights when given), save to ``out``."""
     from doascope.models.weight_files import (checkpoint_path, import_torch, load_weights, remove_checkpoint,
                                               resume_checkpoint, save_checkpoint, save_weights)
-    from doascope.models.universal import build_network, grow_into
+    from doascope.models.universal import arch_of, build_network, grow_into
 
     torch = import_torch()
     torch.set_num_threads(max(1, int(settings.threads)))
@@ -359,7 +359,7 @@ def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, 
     model = build_network(**settings.arch())
     if init is not None:
         meta0, state0 = load_weights(init)
-        if full_arch({**meta0["arch"], "n_bands": meta0.get("n_bands", N_BANDS)}) == settings.arch():
+        if arch_of(meta0) == settings.arch():
             model.load_state_dict(state0)
         else:               # a wider or deeper network starts as the given one (the same output)
             grow_into(model, meta0, state0)

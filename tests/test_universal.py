@@ -227,9 +227,10 @@ def test_the_estimator_gives_the_training_forward_on_the_whole_lag_axis(position
     np.testing.assert_allclose(est.spectrum(X), ref[0], atol=2e-5)
 
 
-def test_a_wider_deeper_network_grown_from_the_shipped_one_starts_with_its_output():
+def test_a_wider_deeper_network_grown_from_the_shipped_one_starts_with_its_output(tmp_path):
     """train_universal with ``init`` of a smaller layout grows it (grow_into): the same spectrum at
-    the start, whatever channels, layers and context are added; other sub-bands are refused."""
+    the start, whatever channels, layers and context are added; other sub-bands, or a context it
+    would lose, are refused."""
     from doascope.models.universal import UNIVERSAL_WEIGHTS, build_network, full_arch, grow_into, network_from
     from doascope.models.weight_files import load_weights
 
@@ -250,3 +251,6 @@ def test_a_wider_deeper_network_grown_from_the_shipped_one_starts_with_its_outpu
             torch.testing.assert_close(big.eval()(r, geo, lo, frac, mask), ref, atol=1e-5, rtol=1e-5)
     with pytest.raises(ParameterError, match="same sub-bands"):
         grow_into(build_network(**full_arch(DEEPER)), meta, state)
+    meta2, state2 = load_weights(_random_universal(tmp_path / "mean.pt", {**DEEPER, "n_bands": 6}))
+    with pytest.raises(ParameterError, match="context"):
+        grow_into(build_network(**full_arch({"hidden": 32, "width": 32, "head": 64, "layers": 3})), meta2, state2)
