@@ -239,9 +239,9 @@ def grow_into(model, meta: dict, state: dict) -> None:
     old_pair = [m for m in old.pair if isinstance(m, torch.nn.Conv1d)]
     old_head = [m for m in old.head if isinstance(m, torch.nn.Conv1d)]
     n_ctx_old = 1 + (old_arch["context"] == "max+mean")
-    narrower = any(a.out_channels < b.out_channels for a, b in [*zip(new_pair, old_pair[:-1]),
-                                                                (new_pair[-1], old_pair[-1]), *zip(new_head, old_head[:-1])])
-    narrower = narrower or new_head[0].in_channels < (1 + n_ctx_old) * new_pair[-1].out_channels
+    layer_pairs = [*zip(new_pair, old_pair[:-1]), (new_pair[-1], old_pair[-1]), *zip(new_head, old_head[:-1])]
+    narrower = any(a.out_channels < b.out_channels for a, b in layer_pairs) \
+        or new_head[0].in_channels < (1 + n_ctx_old) * new_pair[-1].out_channels
     if new_pair[0].in_channels != old_pair[0].in_channels or len(new_pair) < len(old_pair) \
             or len(new_head) < len(old_head) or narrower:
         raise ParameterError("the network to grow into must have the same sub-bands and at least the layers, "
