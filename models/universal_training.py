@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from doascope import SPEED_OF_SOUND, ParameterError
-from doascope.models.universal import LAGS, N_BANDS, UNIVERSAL_FORMAT, UniversalFeatures, pair_geometry
+from doascope.models.universal import (ARCH_DEFAULTS, LAGS, N_BANDS, UNIVERSAL_FORMAT, UniversalFeatures, full_arch,
+                                       pair_geometry)
 
 MAX_SOURCES = 3
 MAX_PAIRS = 28
@@ -56,17 +57,26 @@ class UniversalSettings:
     hidden: int = 16
     width: int = 16
     head: int = 32
+    #: the network's depth and context (see doascope.models.universal.build_network), and the
+    #: sub-bands of its features (a change of n_bands simulates its own cache)
+    layers: int = 2
+    head_layers: int = 1
+    context: str = "max"
+    n_bands: int = N_BANDS
     threads: int = 1
     val_scenes: int = 60
     #: share of the several-source blocks kept (all single-source blocks are): below 1 leans a run,
     #: e.g. a fine-tune, towards single talkers (the shipped weights: 0.6, see the README)
     multi_share: float = 1.0
 
+    def arch(self) -> dict:
+        return full_arch({k: getattr(self, k) for k in ARCH_DEFAULTS})
+
     def data_key(self, positions=None, fs=None) -> str:
         key = {k: getattr(self, k) for k in ("seed", "duration", "rt60", "snr", "source_weights",
                                              "frames_per_block", "smoothing")}
         key = {k: list(v) if isinstance(v, tuple) else v for k, v in key.items()}
-        key["lags"] = [len(LAGS), float(LAGS[-1]), N_BANDS, MAX_PAIRS, EXAMPLES_PER_SCENE, UNIVERSAL_FORMAT]
+        key["lags"] = [len(LAGS), float(LAGS[-1]), self.n_bands, MAX_PAIRS, EXAMPLES_PER_SCENE, UNIVERSAL_FORMAT]
         if positions is not None:
             key["positions"] = np.round(np.asarray(positions), 5).tolist()
             key["fs"] = int(fs)
@@ -183,7 +193,7 @@ def _simulate_shard(settings_dict, lo, hi, path, positions=None, fs=None, nfft=N
     from doascope.dsp.grids import array_geometry
 
     settings = UniversalSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings_dict.items()})
-    F = np.zeros((0, MAX_PAIRS, N_BANDS, len(LAGS)), np.float16)
+    F = np.zeros((0, MAX_PAIRS, settings.n_bands, len(LAGS)), np.float16)
     out = {"x": [], "base": [], "az": [], "el": [], "np": [], "scene": []}
     for i in range(lo, hi):
         rng = np.random.default_rng([settings.seed, i])
@@ -197,7 +207,7 @@ def _simulate_shard(settings_dict, lo, hi, path, positions=None, fs=None, nfft=N
         scene = random_scene(pos, s_fs, rng, n_sources=k, rt60_range=settings.rt60, snr_range=settings.snr,
                              duration=settings.duration, min_separation_deg=30.0 if k < 3 else 25.0,
                              planar=array_geometry(pos) != "3d")
-        feats = UniversalFeatures(pos, fs=s_fs, nfft=s_nfft)
+        feats = UniversalFeatures(pos, fs=s_fs, nfft=s_nfft, n_bands=settings.n_bands)
         ex = scene_examples(scene, feats, settings, rng)
         if ex is None:
             continue
@@ -317,7 +327,7 @@ def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, 
     """Simulate (or load cached) scenes, train (from ``init``'s weights when given), save to ``out``."""
     from doascope.models.weight_files import (checkpoint_path, import_torch, load_weights, remove_checkpoint,
                                               resume_checkpoint, save_checkpoint, save_weights)
-    from doascope.models.universal import build_network
+    from doascope.models.universal import arch_of, build_network, grow_into
 
     torch = import_torch()
     torch.set_num_threads(max(1, int(settings.threads)))
@@ -346,10 +356,13 @@ def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, 
     GEO = torch.from_numpy(pair_geometry(dists.reshape(-1)).reshape(len(dists), MAX_PAIRS, 2, len(LAGS)))
     GEO_tr = GEO[torch.from_numpy(tr)]
     torch.manual_seed(settings.seed)
-    model = build_network(settings.hidden, settings.width, settings.head)
+    model = build_network(**settings.arch())
     if init is not None:
         meta0, state0 = load_weights(init)
-        model.load_state_dict(state0)
+        if arch_of(meta0) == settings.arch():
+            model.load_state_dict(state0)
+        else:               # a wider or deeper network starts as the given one (the same output)
+            grow_into(model, meta0, state0)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps = max(1, -(-len(X) // settings.batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=settings.epochs * steps,
@@ -384,8 +397,8 @@ def train_universal(out: Path, settings: UniversalSettings, *, cache_dir: Path, 
                         settings=asdict(settings))
         log(f"epoch {epoch + 1}/{settings.epochs}: loss {total / len(X):.4f}, held-out single-source blocks "
             f"within 10 deg {acc:.1%} ({time.perf_counter() - t0:.0f} s)")
-    meta = {"kind": "universal", "universal_format": UNIVERSAL_FORMAT, "n_lags": len(LAGS), "n_bands": N_BANDS,
-            "arch": {"hidden": settings.hidden, "width": settings.width, "head": settings.head},
+    meta = {"kind": "universal", "universal_format": UNIVERSAL_FORMAT, "n_lags": len(LAGS), "n_bands": settings.n_bands,
+            "arch": settings.arch(),
             "profile": profile.id if profile is not None else "universal",
             "training": {**{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
                          "examples": int(len(X)), "from": str(init.name) if init is not None else None,

@@ -22,6 +22,21 @@ def _block(positions, fs, nfft, azimuth, elevation=0.0, seed=0):
     return np.ascontiguousarray(stft(audio, nfft=nfft, hop=nfft // 2)[:, :, :8])
 
 
+#: a layout other than the shipped one's: deeper pair and head networks, a mean context, 8 sub-bands
+DEEPER = {"hidden": 12, "width": 10, "head": 16, "layers": 3, "head_layers": 2, "context": "max+mean", "n_bands": 8}
+
+
+def _random_universal(path, arch):
+    from doascope.models.universal import UNIVERSAL_FORMAT, build_network, full_arch
+    from doascope.models.weight_files import save_weights
+
+    torch.manual_seed(3)
+    arch = full_arch(arch)
+    save_weights(path, build_network(**arch), {"kind": "universal", "universal_format": UNIVERSAL_FORMAT,
+                                               "n_bands": arch["n_bands"], "arch": arch})
+    return str(path)
+
+
 def test_sub_band_correlations_read_at_the_tdoas_are_srp_phat():
     """Mean over pairs and bands of the features, read where each direction's TDOAs fall, is a plain
     SRP-PHAT (a reference written here with numpy): both peak at the source."""
@@ -43,11 +58,13 @@ def test_sub_band_correlations_read_at_the_tdoas_are_srp_phat():
     assert np.corrcoef(ours, ref)[0, 1] > 0.95
 
 
-def test_spectrum_does_not_depend_on_the_order_of_the_mics():
+@pytest.mark.parametrize("layout", [None, DEEPER])
+def test_spectrum_does_not_depend_on_the_order_of_the_mics(layout, tmp_path):
     perm = np.array([3, 0, 4, 2, 1])
+    opts = {} if layout is None else {"weights": _random_universal(tmp_path / "deeper.pt", layout)}
     X = _block(ODD, 16000, 512, 60.0, seed=1)
-    a = make_estimator("dnn", ODD, fs=16000, nfft=512, grid=circle_grid(2.0)).spectrum(X)
-    b = make_estimator("dnn", ODD[perm], fs=16000, nfft=512, grid=circle_grid(2.0)).spectrum(X[perm])
+    a = make_estimator("dnn", ODD, fs=16000, nfft=512, grid=circle_grid(2.0), **opts).spectrum(X)
+    b = make_estimator("dnn", ODD[perm], fs=16000, nfft=512, grid=circle_grid(2.0), **opts).spectrum(X[perm])
     np.testing.assert_allclose(a, b, atol=2e-4)
 
 
@@ -108,7 +125,8 @@ def test_tiny_training_runs_resumes_and_loads(tmp_path):
     res = train_universal(out, s, cache_dir=tmp_path / "cache", log=lambda line: None)
     assert res["examples"] > 0 and out.is_file()
     meta, _ = load_weights(out)
-    assert meta["kind"] == "universal" and meta["arch"] == {"hidden": 8, "width": 4, "head": 8}
+    assert meta["kind"] == "universal" and meta["arch"] == {"hidden": 8, "width": 4, "head": 8, "layers": 2,
+                                                            "head_layers": 1, "context": "max", "n_bands": 6}
     est = make_estimator("dnn", ODD, fs=16000, nfft=512, weights=str(out), grid=circle_grid(1.0))
     assert est.spectrum(_block(ODD, 16000, 512, 10.0)).shape == (360,)
     # the cache is reused: a second run simulates nothing
@@ -183,14 +201,17 @@ def test_frame_votes_are_each_frames_own_network_maximum_and_tell_two_talkers_ap
     assert azimuth_error(found[0], 40.0) <= 10 and azimuth_error(found[1], 90.0) <= 10
 
 
+@pytest.mark.parametrize("layout", [None, DEEPER])
 @pytest.mark.parametrize("positions", [ODD, 0.15 * ODD / np.abs(ODD).max()])
-def test_the_estimator_gives_the_training_forward_on_the_whole_lag_axis(positions):
+def test_the_estimator_gives_the_training_forward_on_the_whole_lag_axis(positions, layout, tmp_path):
     """The estimator runs the network on the lags its pairs can read (plus the convolutions' reach)
     and reads them with a sparse product; training's forward takes the whole lag axis and gathers:
-    the same spectrum, for single frames (the votes) and blocks alike."""
+    the same spectrum, for single frames (the votes) and blocks alike, for the shipped network and
+    a deeper layout."""
     from doascope.models.universal import OUTPUT_POWER
 
-    est = make_estimator("dnn", positions, fs=16000, nfft=512, grid=circle_grid(3.0), n_sources=2)
+    opts = {} if layout is None else {"weights": _random_universal(tmp_path / "deeper.pt", layout)}
+    est = make_estimator("dnn", positions, fs=16000, nfft=512, grid=circle_grid(3.0), n_sources=2, **opts)
     X = _block(positions, 16000, 512, 70.0, seed=6)
     f = est.features
     Y = X[:, est.bins, :] / np.abs(X[:, est.bins, :])
@@ -204,3 +225,32 @@ def test_the_estimator_gives_the_training_forward_on_the_whole_lag_axis(position
                                       torch.ones(n, p))).numpy() ** OUTPUT_POWER
     np.testing.assert_allclose(est.spectra(C), ref, atol=2e-5)
     np.testing.assert_allclose(est.spectrum(X), ref[0], atol=2e-5)
+
+
+def test_a_wider_deeper_network_grown_from_the_shipped_one_starts_with_its_output(tmp_path):
+    """train_universal with ``init`` of a smaller layout grows it (grow_into): the same spectrum at
+    the start, whatever channels, layers and context are added; other sub-bands, or a context it
+    would lose, are refused."""
+    from doascope.models.universal import UNIVERSAL_WEIGHTS, build_network, full_arch, grow_into, network_from
+    from doascope.models.weight_files import load_weights
+
+    meta, state = load_weights(UNIVERSAL_WEIGHTS)
+    small = network_from(meta, state)
+    gen = torch.Generator().manual_seed(0)
+    n, p, L, G = 2, 6, 69, 40
+    r, geo = torch.randn(n, p, 6, L, generator=gen), torch.rand(n, p, 2, L, generator=gen)
+    lo, frac = torch.randint(0, L - 1, (n, p, G), generator=gen), torch.rand(n, p, G, generator=gen)
+    mask = torch.ones(n, p)
+    with torch.inference_mode():
+        ref = small(r, geo, lo, frac, mask)
+    for layout in ({**DEEPER, "hidden": 20, "width": 18, "head": 40, "n_bands": 6},
+                   {"hidden": 24, "width": 20, "head": 48}):
+        big = build_network(**full_arch(layout))
+        grow_into(big, meta, state)
+        with torch.inference_mode():
+            torch.testing.assert_close(big.eval()(r, geo, lo, frac, mask), ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ParameterError, match="same sub-bands"):
+        grow_into(build_network(**full_arch(DEEPER)), meta, state)
+    meta2, state2 = load_weights(_random_universal(tmp_path / "mean.pt", {**DEEPER, "n_bands": 6}))
+    with pytest.raises(ParameterError, match="context"):
+        grow_into(build_network(**full_arch({"hidden": 32, "width": 32, "head": 64, "layers": 3})), meta2, state2)

@@ -142,7 +142,7 @@ def _train_universal(args) -> int:
     from doascope.hardware_profiles import load_profile
     from doascope.models.dnn import load_weights
     from doascope.models.training import default_cache_dir
-    from doascope.models.universal import UNIVERSAL_WEIGHTS, is_universal
+    from doascope.models.universal import UNIVERSAL_WEIGHTS, arch_of, is_universal
     from doascope.models.universal_training import UniversalSettings, train_universal
 
     if args.universal and args.init:
@@ -171,8 +171,8 @@ def _train_universal(args) -> int:
                                  val_scenes=min(base.val_scenes, max(1, scenes // 10)))
     if init is not None:
         meta = load_weights(init)[0]
-        arch = meta["arch"]
-        settings.hidden, settings.width, settings.head = int(arch["hidden"]), int(arch["width"]), int(arch["head"])
+        for k, v in arch_of(meta).items():
+            setattr(settings, k, v)
     out = Path(args.out or (f"{Path(profile.id).stem}-universal.pt" if profile else "universal.pt"))
     cache = Path(args.cache) / "universal" if args.cache else default_cache_dir() / "universal"
     console = Console(stderr=True)
