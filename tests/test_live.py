@@ -209,8 +209,12 @@ def test_run_survives_the_audio_server_going_away(tmp_path, pulse_runtime):
     assert proc.returncode == 0, text
     assert "Traceback" not in text
     lost = [line for line in text.splitlines() if "no audio from" in line]
-    assert len(lost) == 1 and "device 0: pulse since" in lost[0] and lost[0].endswith("retrying"), lost
-    assert "reconnected 1x" in text
+    # One line per outage. Killing the server is one; on a loaded machine the server coming back (it
+    # starts, then the tool loads the sink) can starve the reopened stream once more, and that is a
+    # second outage, said and recovered from in the same way: every one of them is said once, and the
+    # summary counts as many recoveries.
+    assert lost and all("device 0: pulse since" in line and line.endswith("retrying") for line in lost), lost
+    assert f"reconnected {len(lost)}x" in text, (lost, text[-2000:])
     frames = [json.loads(line) for line in out.read_text().splitlines()]
     ts = [f["t"] for f in frames]
     assert ts == sorted(ts) and len(set(f["seq"] for f in frames)) == len(frames)
