@@ -63,8 +63,8 @@ def build_localizer(cfg: AnalysisConfig, profile, fs: int, *, step: int | None =
 
 
 def _prepare_stft(nfft: int, hop: int) -> None:
-    """One STFT of a silent frame: loads scipy.fft (about 0.1 s of imports here, several times that
-    on a Raspberry Pi), makes the window and plans the FFT size, so the first block does not wait."""
+    """One STFT of a silent frame: loads the FFT (doascope.dsp.fft), makes the window and plans the
+    FFT size, so the first block does not wait."""
     import numpy as np
 
     from doascope.dsp.stft import stft

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from doascope import ParameterError
+from doascope.dsp.fft import rfft
 from doascope.dsp.gcc import mic_pairs
 from doascope.dsp.stft import _window
 
@@ -183,9 +184,6 @@ class FrameStats:
         self._frames_buf = np.zeros((T, M, self.nfft), np.float32)
         self._since_resum = 0
         self._order = np.arange(T, dtype=np.int64)                # slots in time order, oldest first
-        import scipy.fft  # here, not at the top: `doascope --help` imports the package and must stay quick
-
-        self._rfft = scipy.fft.rfft
 
     def reset(self) -> None:
         """Forget the frames (a jump in the stream, or a restored state)."""
@@ -209,8 +207,8 @@ class FrameStats:
         resum = 2 * len(new) >= T or self._since_resum + len(new) > RESUM_EVERY or -1 in keys
         buf = self._frames_buf[:len(new)]
         _windowed_frames(np.ascontiguousarray(audio), np.array(new, np.int64) * hop, self.window, self.nfft, buf)
-        # scipy's FFT, as doascope.dsp.stft: the same values frame for frame
-        spectra = self._rfft(buf, axis=2, workers=1)
+        # the FFT of doascope.dsp.stft: the same values frame for frame
+        spectra = rfft(buf, axis=2)
         if self.kind is None:
             self.spectra[new_slots] = spectra
         # the sums follow in the same pass (the slots' old frames out, the new ones in), or are re-summed
