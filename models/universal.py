@@ -266,23 +266,20 @@ def grow_into(model, meta: dict, state: dict) -> None:
         w[torch.arange(n), torch.arange(n), w.shape[-1] // 2] = 1.0
         dst.bias[:n] = 0.0
 
+    def grow(new, old, first_cols=None):
+        """A stack of layers: the first, the old middle ones, identities for the added ones, the last."""
+        copy(new[0], old[0], first_cols)
+        for k, dst in enumerate(new[1:-1]):
+            if k < len(old) - 2:
+                copy(dst, old[1 + k])
+            else:
+                identity(dst, old[-2].out_channels)
+        copy(new[-1], old[-1])
+
     with torch.no_grad():
-        # pair network: first layer, the old middle layers, identities for the added ones, the last 1x1
-        copy(new_pair[0], old_pair[0])
-        for k, dst in enumerate(new_pair[1:-1]):
-            if k < len(old_pair) - 2:
-                copy(dst, old_pair[1 + k])
-            else:
-                identity(dst, old_pair[-2].out_channels)
-        copy(new_pair[-1], old_pair[-1])
-        # head: its first layer reads [s, context] in blocks of width; then as the pair network
-        copy(new_head[0], old_head[0], head_columns((1 + n_ctx_old) * width_old))
-        for k, dst in enumerate(new_head[1:-1]):
-            if k < len(old_head) - 2:
-                copy(dst, old_head[1 + k])
-            else:
-                identity(dst, old_head[-2].out_channels)
-        copy(new_head[-1], old_head[-1])
+        grow(new_pair, old_pair)
+        # the head's first layer reads [s, context] in blocks of width channels
+        grow(new_head, old_head, head_columns((1 + n_ctx_old) * width_old))
 
 
 def is_universal(meta: dict) -> bool:
