@@ -28,6 +28,19 @@ def run(tracker: Tracker, times, peaks_at, active_at=lambda t: True) -> list[tup
     return [(t, tracker.update(t, peaks_at(t), active_at(t))) for t in times]
 
 
+def both_heard(rng, a: float, b: float) -> list[Peak]:
+    """One frame's peaks of two talkers, each the louder one in turn (speech is bursty), strongest first."""
+    pair = [peak(a + rng.uniform(-2, 2), power=rng.uniform(0.5, 1)),
+            peak(b + rng.uniform(-2, 2), power=rng.uniform(0.5, 1))]
+    return sorted(pair, key=lambda p: -p.power)
+
+
+def rising_and_falling(out) -> tuple[int, int]:
+    """The ids of the first two tracks shown together: the one at the lower azimuth, then the other."""
+    early = next(tracks for t, tracks in out if len(tracks) == 2)
+    return min(early, key=lambda s: s.azimuth).id, max(early, key=lambda s: s.azimuth).id
+
+
 def test_static_source_confirmed_with_id_1():
     rng = np.random.default_rng(1)
     tracker = Tracker()
@@ -115,16 +128,11 @@ def test_two_talkers_crossing_keep_their_ids():
         a, b = truth(t)
         if abs(a - b) < 10.0:  # too close for the peak picker: one peak between them
             return [peak((a + b) / 2 + rng.uniform(-1, 1))]
-        # Two talkers: each is the louder one in turn (speech is bursty), strongest peak first.
-        pair = [peak(a + rng.uniform(-2, 2), power=rng.uniform(0.5, 1)),
-                peak(b + rng.uniform(-2, 2), power=rng.uniform(0.5, 1))]
-        return sorted(pair, key=lambda p: -p.power)
+        return both_heard(rng, a, b)
 
     tracker = Tracker()
     out = run(tracker, np.arange(0, duration + HOP / 2, HOP), peaks_at)
-    early = next(tracks for t, tracks in out if len(tracks) == 2)
-    rising = min(early, key=lambda s: s.azimuth).id  # the talker that started at 40
-    falling = max(early, key=lambda s: s.azimuth).id
+    rising, falling = rising_and_falling(out)  # the talker that started at 40
     assert {rising, falling} == {1, 2}
     for t, tracks in out:
         if t >= 0.5:
@@ -150,14 +158,11 @@ def test_a_talker_masked_in_a_crossing_stays_on_screen_and_keeps_its_id():
         a, b = truth(t)
         if 3.25 <= t < 4.75:  # b is masked: the frames hear a only
             return [peak(a + rng.uniform(-2, 2))]
-        pair = [peak(a + rng.uniform(-2, 2), power=rng.uniform(0.5, 1)),
-                peak(b + rng.uniform(-2, 2), power=rng.uniform(0.5, 1))]
-        return sorted(pair, key=lambda p: -p.power)
+        return both_heard(rng, a, b)
 
     tracker = Tracker()
     out = run(tracker, np.arange(0, 7.0, HOP), peaks_at)
-    early = next(tracks for t, tracks in out if len(tracks) == 2)
-    falling = max(early, key=lambda s: s.azimuth).id
+    falling = rising_and_falling(out)[1]
     hold = tracker.params["hold_time"]
     masked = [(t, tracks) for t, tracks in out if 3.25 + hold + HOP < t < 4.75]
     assert masked and all(len(tracks) == 2 for _, tracks in masked)
@@ -185,15 +190,11 @@ def test_a_track_sharing_its_talkers_peak_after_a_crossing_stays_on_screen():
             return [peak((a + b) / 2 + rng.uniform(-1, 1))]
         if 4.5 <= t < 5.5:  # b unheard: the frames hear a only, 10-30 degrees from b
             return [peak(a + rng.uniform(-2, 2))]
-        pair = [peak(a + rng.uniform(-2, 2), power=rng.uniform(0.5, 1)),
-                peak(b + rng.uniform(-2, 2), power=rng.uniform(0.5, 1))]
-        return sorted(pair, key=lambda p: -p.power)
+        return both_heard(rng, a, b)
 
     tracker = Tracker()
     out = run(tracker, np.arange(0, 7.0, HOP), peaks_at)
-    early = next(tracks for t, tracks in out if len(tracks) == 2)
-    rising = min(early, key=lambda s: s.azimuth).id
-    falling = max(early, key=lambda s: s.azimuth).id
+    rising, falling = rising_and_falling(out)
     shared = [tracks for t, tracks in out if 4.5 + tracker.params["hold_time"] + HOP < t < 5.5]
     assert shared and all({s.id for s in tracks} == {1, 2} for tracks in shared)
     a, b = truth(out[-1][0])
@@ -223,15 +224,11 @@ def test_a_peak_pulled_towards_a_masked_talker_does_not_slow_its_track_down():
             if sep < 40.0:
                 w = 0.5 * min(1.0, (40.0 - sep) / 20.0) if a < b else 0.5
                 return [peak(a + (b - a) * w + rng.uniform(-2, 2))]
-            pair = [peak(a + rng.uniform(-2, 2), power=rng.uniform(0.5, 1)),
-                    peak(b + rng.uniform(-2, 2), power=rng.uniform(0.5, 1))]
-            return sorted(pair, key=lambda p: -p.power)
+            return both_heard(rng, a, b)
 
         tracker = Tracker()
         out = run(tracker, np.arange(0, 12.0, step), peaks_at)
-        early = next(tracks for t, tracks in out if len(tracks) == 2)
-        rising = min(early, key=lambda s: s.azimuth).id
-        falling = max(early, key=lambda s: s.azimuth).id
+        rising, falling = rising_and_falling(out)
         a, b = truth(out[-1][0])
         final = {s.id: s.azimuth for s in out[-1][1]}
         assert set(final) == {rising, falling}, f"seed {seed}: ids {sorted(final)}, was {rising} and {falling}"
