@@ -19,9 +19,9 @@ who pauses, or is masked for a while, comes back under the same id: when heard a
 gate as the strongest peak of a frame (a reflection cannot wake it), or by weaker peaks within the
 gate in most frames soon after it last led (a talker drowned among several talking at once), or
 when a new track is confirmed within two gates of it. Unheard for ``death_time`` it is deleted.
-The louder talker's
-track, meanwhile, takes its position but not its velocity from a peak dragged towards the masked
-one (the two lobes merging), so that the two tracks walk past each other instead of bouncing.
+The louder talker's track, meanwhile, takes its position but not its velocity from a peak dragged
+towards the masked one (the two lobes merging), so that the two tracks walk past each other
+instead of bouncing.
 
 Pure numeric: no I/O, no threads. One :class:`Tracker` per stream, fed from one thread.
 """
@@ -558,8 +558,12 @@ def _backed(tr, t: float, p: dict) -> bool:
     while shown, or, hidden, once peaks come within its gate in most frames and its talker led
     within _WAKE_LEAD_S: a talker who has stopped must not be kept on screen, or dragged away, by a
     reflection of the one who is talking now, which shows up only now and then."""
-    return not tr.id or ((not _hidden(tr, t, p) or (tr.peak_rate >= _WAKE_RATE and t - tr.last_lead < _WAKE_LEAD_S))
-                         and t - tr.last_lead < _LEAD_MEMORY_S)
+    if not tr.id:
+        return True
+    since_lead = t - tr.last_lead
+    if _hidden(tr, t, p):
+        return tr.peak_rate >= _WAKE_RATE and since_lead < _WAKE_LEAD_S   # (_WAKE_LEAD_S < _LEAD_MEMORY_S)
+    return since_lead < _LEAD_MEMORY_S
 
 
 def _hidden(tr, t: float, p: dict) -> bool:
