@@ -4,7 +4,7 @@ The same contract as ``scipy.optimize.linear_sum_assignment`` for a finite cost 
 increasing order and the column each is given, min(rows, columns) pairs of least total cost. It is
 here because importing ``scipy.optimize`` for that one function cost ``doascope run`` 0.2-0.4 s of
 start-up (the package loads its linear-programming and minimisation modules with it); the tracker's
-matrices are a few tracks by a few peaks, which this solves in a microsecond or two.
+matrices are a few tracks by a few peaks, which this solves in 2-3 us a call (scipy's: 0.6 us).
 
 The algorithm is the Hungarian method in its shortest-augmenting-path form (Kuhn 1955, Munkres 1957;
 O(n^2 m) with the row and column potentials of Jonker & Volgenant 1987): rows are added one at a time,
