@@ -94,3 +94,39 @@ def plane_wave_file(path, profile_id: str, *, azimuth: float, seconds: float = 3
     dev[:, list(prof.mic_channels)] = 0.3 * x / np.abs(x).max()
     sf.write(path, dev, prof.sample_rate)
     return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for what must be told its port by number (a
+    broker restarted on the same port, a listener that comes later). Taken below the system's ephemeral
+    range: the ports the system hands out by itself (a bind to port 0, every outgoing connection, the Ray
+    workers of the batch tests) never come from there, so it stays free until the test binds it. Servers
+    of our own are started on port 0 instead (see :func:`serving_ports`)."""
+    import random
+    import socket
+
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low // 2), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def serving_ports(stderr: str) -> tuple[int | None, int | None]:
+    """The WebSocket and TCP ports of ``doascope serve`` started with ``--port 0 --tcp-port 0``, from its
+    "serving ... on ws://HOST:P ..., tcp://HOST:Q" line (None for one it does not serve)."""
+    import re
+
+    line = next((ln for ln in stderr.splitlines() if "serving" in ln), "")
+    ws, tcp = re.search(r"ws://[^\s]*:(\d+)", line), re.search(r"tcp://[^\s]*:(\d+)", line)
+    return (int(ws.group(1)) if ws else None), (int(tcp.group(1)) if tcp else None)

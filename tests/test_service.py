@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from itertools import pairwise
+from itertools import count, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from doascope.app.runtime.engine import AnalysisConfig, Engine
 from doascope.app.net.server import Client, Service, is_loopback
 from doascope.app.runtime.sources import ArraySource, sim_source
 from doascope.hardware_profiles import load_profile
+from helpers import free_port, serving_ports
 
 PROFILE = "respeaker_usb_v2"
 HOST = "127.0.0.1"
@@ -43,12 +44,6 @@ SUBSCRIBE = json.dumps({"type": "subscribe", "spectrum": True})
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def free_port_pair() -> int:
@@ -115,6 +110,9 @@ class _Errors(logging.Handler):
             self.sink.append(f"{record.name}: {record.getMessage()} {record.exc_info or ''}")
 
 
+_SERVICES = count(1)
+
+
 class InProcess:
     """Service + Engine on a background thread's asyncio loop, listening on ephemeral ports."""
 
@@ -124,10 +122,8 @@ class InProcess:
         self.engine = Engine(scene_source(speed), self.profile, AnalysisConfig(method=method),
                              ring_seconds=4.0 * max(1.0, speed))
         self.service = Service(self.engine, self.profile, token=token, origins=origins)
-        self.port, self.tcp_port = free_port(), free_port()
-        self.url = f"ws://{HOST}:{self.port}/"
         self.errors: list[str] = []
-        self._name = f"doascope-test-service-{self.port}"
+        self._name = f"doascope-test-service-{next(_SERVICES)}"
         self._handler = _Errors(self._name, self.errors)
         for name in ("asyncio", "websockets"):
             logging.getLogger(name).addHandler(self._handler)
@@ -140,6 +136,10 @@ class InProcess:
             assert not self.errors, self.errors
             time.sleep(0.02)
         assert self.engine.frames >= 2, f"the engine produced no frames ({self.engine.error})"
+        # Ports the system picked (port 0) as the service bound them: no other process can have
+        # taken them between a test's choice and the bind.
+        self.port, self.tcp_port = self.service.listening["ws"], self.service.listening["tcp"]
+        self.url = f"ws://{HOST}:{self.port}/"
 
     def _main(self) -> None:
         async def main():
@@ -148,7 +148,7 @@ class InProcess:
                 f"{ctx.get('message')} {ctx.get('exception')!r}"))
             self.stop_event = asyncio.Event()
             self._started.set()
-            await self.service.run(host=HOST, port=self.port, tcp_port=self.tcp_port, odas=None,
+            await self.service.run(host=HOST, port=0, tcp_port=0, odas=None,
                                    stop=self.stop_event, quiet=True)
         try:
             asyncio.run(main())
@@ -622,19 +622,20 @@ def test_remote_host_needs_allow_remote_and_token(capsys):
 
 class Served:
     def __init__(self, tmp: Path):
-        self.port, self.tcp_port, self.odas = free_port(), free_port(), free_port_pair()
-        self.url = f"ws://{HOST}:{self.port}/"
+        self.odas = free_port_pair()
         self.stderr_path = tmp / "serve.stderr"
         self._err = open(self.stderr_path, "w")  # noqa: SIM115 - open while the server runs
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "doascope.app.cli.main", "serve", "--profile", PROFILE, "--sim", "two-talkers", "--loop",
-             "--port", str(self.port), "--tcp-port", str(self.tcp_port), "--odas", f"{HOST}:{self.odas}"],
+             "--port", "0", "--tcp-port", "0", "--odas", f"{HOST}:{self.odas}"],
             stdout=subprocess.DEVNULL, stderr=self._err)
         deadline = time.monotonic() + 45
         while "serving" not in self.stderr() and time.monotonic() < deadline:
             assert self.proc.poll() is None, self.stderr()
             time.sleep(0.05)
         assert "serving" in self.stderr(), self.stderr()
+        self.port, self.tcp_port = serving_ports(self.stderr())
+        self.url = f"ws://{HOST}:{self.port}/"
 
     def stderr(self) -> str:
         return self.stderr_path.read_text()

@@ -28,6 +28,7 @@ from jsonschema import Draft202012Validator
 
 from doascope.app.net import protocol
 from doascope.sim.presets import PRESETS
+from helpers import free_port, serving_ports
 
 PROFILE = "respeaker_usb_v2"
 HOST = "127.0.0.1"
@@ -37,12 +38,6 @@ CHROMIUM = next(filter(None, (shutil.which(n) for n in ("chromium", "chromium-br
 MOSQUITTO = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if os.access(p, os.X_OK)), None)
 need_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh installs it)")
 need_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="needs Debian's mosquitto (scripts/setup.sh installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, seconds: float, what: str, *, every: float = 0.1):
@@ -65,16 +60,16 @@ class Serve:
     """`doascope serve` on the two-talker scene, looping, as a process."""
 
     def __init__(self, tmp: Path, *extra: str, name: str = "serve", profile: str = PROFILE):
-        self.port, self.tcp_port = free_port(), free_port()
-        self.page = f"http://{HOST}:{self.port}/"
         self.stderr_path = tmp / f"{name}.stderr"
         self._err = open(self.stderr_path, "w")  # noqa: SIM115 - open while the server runs
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "doascope.app.cli.main", "serve", "--profile", profile, "--sim", "two-talkers",
-             "--loop", "--sources", "2", "--port", str(self.port), "--tcp-port", str(self.tcp_port), *extra],
+             "--loop", "--sources", "2", "--port", "0", "--tcp-port", "0", *extra],
             stdout=subprocess.DEVNULL, stderr=self._err)
         wait_for(lambda: "serving" in self.stderr() or self.proc.poll() is not None, 90, "serve to start")
         assert self.proc.poll() is None, self.stderr()
+        self.port, self.tcp_port = serving_ports(self.stderr())   # the free ports it was given (--port 0)
+        self.page = f"http://{HOST}:{self.port}/"
 
     def stderr(self) -> str:
         return self.stderr_path.read_text()

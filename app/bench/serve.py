@@ -19,7 +19,7 @@ def serve_bench(quick: bool, out: dict, *, speed: float = 1.0, counts=(0, 10, 10
     lost, and the server's CPU. The service (engine included) runs in this process, so its CPU is
     this process's CPU time; the clients run in one separate asyncio process and are not counted."""
     from doascope.app.runtime.engine import AnalysisConfig, Engine
-    from doascope.app.net.server import Service, ServiceThread, free_port
+    from doascope.app.net.server import Service, ServiceThread
     from doascope.app.runtime.sources import sim_source
 
     con = console()
@@ -28,9 +28,9 @@ def serve_bench(quick: bool, out: dict, *, speed: float = 1.0, counts=(0, 10, 10
     engine = Engine(sim_source("two-talkers", prof, speed=speed, loop=True), prof, AnalysisConfig(method="srp-phat"),
                     ring_seconds=4.0 * max(1.0, speed))
     service = Service(engine, prof)
-    serving = ServiceThread(service, port=free_port(), name="doascope-bench-serve")
-    port = serving.port
+    serving = ServiceThread(service, name="doascope-bench-serve")
     serving.start(frames=30, timeout=30)  # warm: ~1 s of frames
+    port = serving.port
     rows = []
     try:
         for n in counts:

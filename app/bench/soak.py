@@ -83,7 +83,7 @@ def soak_bench(minutes: float, out: dict, *, ws_clients: int = 8, tcp_clients: i
 
     from doascope import ParameterError
     from doascope.app.runtime.engine import AnalysisConfig, Engine
-    from doascope.app.net.server import Service, ServiceThread, free_port
+    from doascope.app.net.server import Service, ServiceThread
     from doascope.app.runtime.sources import sim_source
     from doascope.hardware_profiles import load_profile
 
@@ -93,9 +93,9 @@ def soak_bench(minutes: float, out: dict, *, ws_clients: int = 8, tcp_clients: i
     engine = Engine(sim_source("two-talkers", prof, speed=SPEED, loop=True), prof, AnalysisConfig(method="srp-phat"),
                     ring_seconds=4.0 * SPEED)
     service = Service(engine, prof)
-    serving = ServiceThread(service, port=free_port(), tcp_port=free_port(), name="doascope-soak-serve")
-    port, tcp_port = serving.port, serving.tcp_port
+    serving = ServiceThread(service, port=0, tcp_port=0, name="doascope-soak-serve")
     serving.start(timeout=120)
+    port, tcp_port = serving.port, serving.tcp_port
     clients = subprocess.Popen([sys.executable, "-c", _CLIENTS, str(port), str(tcp_port), str(ws_clients),
                                 str(tcp_clients)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     rss: list[float] = []

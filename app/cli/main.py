@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_analysis_options(p)
     add_input_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8765, help="WebSocket port (default 8765)")
-    p.add_argument("--tcp-port", type=int, default=8766, help="newline-delimited JSON over TCP (default 8766)")
+    p.add_argument("--port", type=int, default=8765, help="WebSocket port (default 8765; 0: a free one, printed when serving)")
+    p.add_argument("--tcp-port", type=int, default=8766, help="newline-delimited JSON over TCP (default 8766; 0: a free one)")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (needs --token)")
     p.add_argument("--token", default=None, help="clients must present it (?token=..., Bearer, or a first line)")
     p.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",

@@ -99,6 +99,9 @@ class Service:
         self.odas: list[Client] = []
         self.frames = 0
         self.loop: asyncio.AbstractEventLoop | None = None
+        # The ports it listens on, once it does ({"ws": P, "tcp": Q}): a port given as 0 is one the
+        # system picked, free by construction (what the tests and benches ask for).
+        self.listening: dict[str, int] = {}
         self._writers: set[asyncio.StreamWriter] = set()   # open TCP connections, closed on shutdown
         self._handlers: set[asyncio.Task] = set()          # their handlers, awaited on shutdown
         self._configuring = asyncio.Lock()                  # one settings change at a time
@@ -323,6 +326,9 @@ class Service:
             for s in servers:
                 s.close()
             raise ParameterError(f"cannot listen on {host}: {exc.strerror or exc}") from None
+        kinds = [k for k, p in (("ws", port), ("tcp", tcp_port)) if p is not None]
+        self.listening = {k: s.sockets[0].getsockname()[1] for k, s in zip(kinds, servers)}
+        port, tcp_port = self.listening.get("ws"), self.listening.get("tcp")
         if odas:
             self.odas = [Client("odas-sst", f"{odas[0]}:{odas[1]}"), Client("odas-ssl", f"{odas[0]}:{odas[1] + 1}")]
             tasks += [asyncio.ensure_future(self._odas_pusher(odas[0], odas[1], self.odas[0])),
@@ -380,18 +386,12 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host.removeprefix("[").removesuffix("]"), p  # [::1]:9000
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ServiceThread:
     """A :class:`Service` on 127.0.0.1, run by its own thread and event loop, for the benchmarks
-    that drive it from this process (``bench --serve``, ``bench --soak``)."""
+    that drive it from this process (``bench --serve``, ``bench --soak``). A port of 0 (the default) is
+    one the system picks; :attr:`port` and :attr:`tcp_port` are the ones listened on once started."""
 
-    def __init__(self, service: "Service", *, port: int, tcp_port: int | None = None, name: str = "doascope-serve"):
+    def __init__(self, service: "Service", *, port: int = 0, tcp_port: int | None = None, name: str = "doascope-serve"):
         import threading
 
         self.service, self.port, self.tcp_port = service, port, tcp_port
@@ -428,6 +428,7 @@ class ServiceThread:
         if self.error is not None or engine.frames < frames:
             self.stop()
             raise RuntimeError(f"the service did not start: {self.error or engine.error}")
+        self.port, self.tcp_port = self.service.listening.get("ws"), self.service.listening.get("tcp")
 
     def stop(self, timeout: float = 30.0) -> None:
         if "loop" in self._box:
