@@ -317,6 +317,25 @@ def test_a_pause_shorter_than_the_track_timeout_keeps_the_id():
     assert [s.id for s in out[-1][1]] == [2] and az_error(out[-1][1][0].azimuth, 300.0) < 3.0
 
 
+def test_a_talker_heard_again_beyond_the_gate_of_its_still_shown_track_takes_back_its_id():
+    """A talker falls silent for 0.1 s and speaks again 30 degrees on (a walking talker's peaks can
+    jump so after a pause or a crossing), beyond the gate of its track, which is still shown when the
+    new track there is confirmed (0.4 s unheard; hidden only after hold_time): the new track takes
+    that track's id, as after a longer pause, instead of a new id beside an old one that no talker
+    holds. A talker 30 degrees from a track heard in every frame is another talker: own id."""
+    step = 0.032
+    times = np.arange(0, 4.0, step)
+    tracker = Tracker()
+    out = run(tracker, times, lambda t: [peak(30.0)] if t < 2.0 else [peak(0.0)] if t >= 2.1 else [],
+              lambda t: not 2.0 <= t < 2.1)
+    assert {s.id for _, tracks in out for s in tracks} == {1}
+    assert az_error(out[-1][1][0].azimuth, 0.0) < 3.0
+    tracker = Tracker()
+    out = run(tracker, times, lambda t: [peak(30.0)] if t < 2.3 else [peak(0.0), peak(30.0, power=0.9)])
+    final = {s.id: s.azimuth for s in out[-1][1]}
+    assert set(final) == {1, 2} and az_error(final[1], 30.0) < 3.0 and az_error(final[2], 0.0) < 3.0
+
+
 def test_a_peak_that_is_never_the_strongest_is_never_confirmed():
     """A reflection: always weaker than its source, always beside it. A second talker leads at times."""
     tracker = Tracker()
