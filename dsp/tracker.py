@@ -14,11 +14,12 @@ their merged lobes put one, starts no track. A tentative track is confirmed (giv
 that probability is high and it has lived ``confirm_time`` (half of it when it has led every frame
 far from every known track: a new talker); it is dropped once the probability is low. A confirmed
 track unheard for ``hold_time`` is no longer reported and stops moving (unless a louder talker it
-is closing in on masks it: then it walks on, still reported), but keeps its id, so that a talker
-who pauses, or is masked for a while, comes back under the same id: when heard again within the
-gate as the strongest peak of a frame (a reflection cannot wake it), or by weaker peaks within the
-gate in most frames soon after it last led (a talker drowned among several talking at once), or
-when a new track is confirmed within two gates of it. Unheard for ``death_time`` it is deleted.
+is closing in on masks it: then it walks on, slowing down, still reported), but keeps its id, so
+that a talker who pauses, or is masked for a while, comes back under the same id: when heard again
+within the gate as the strongest peak of a frame (a reflection cannot wake it), or by weaker peaks
+within the gate in most frames soon after it last led (a talker drowned among several talking at
+once), or when a new track is confirmed within two gates of it (which also takes the id of a shown
+track there unheard for a quarter of ``hold_time``). Unheard for ``death_time`` it is deleted.
 The louder talker's track, meanwhile, takes its position but not its velocity from a peak dragged
 towards the masked one (the two lobes merging), so that the two tracks walk past each other
 instead of bouncing.
@@ -59,6 +60,13 @@ _DROP_LOGODDS = -2.0      # P(exists) = 0.12: a tentative track is dropped
 _MAX_LOGODDS = 4.0        # the most a track can bank, so that evidence against it still counts
 # A newly confirmed track takes the id of a hidden one within this many gates.
 _REVIVE_GATE = 2.0
+# ... and so does one within that distance unheard on its own for this fraction of hold_time, though
+# still shown: a talker who walked on while silent or masked, out of the gate of a track kept on
+# screen (by a peak it shared with another track after a crossing, or for hold_time), came back
+# under a new id while the old one stayed shown, off every talker (bench --tracking's tuning scenes,
+# seeds 1-16 and the crossings of 17-40, replayed peaks: id switches 62 -> 54, fewer in 8 scenes and
+# more in none; the same with 0.1-0.3 of hold_time, one fewer with 0.4-0.5, none with 1.0).
+_REVIVE_UNHEARD = 0.25
 # A tentative track farther than _ALONE_GATES gates from every confirmed track (shown or hidden) that
 # has been the strongest peak of every frame since its birth (existence at _MAX_LOGODDS) is confirmed
 # after this fraction of confirm_time: reflections are never the strongest peak and the halfway peaks
@@ -109,9 +117,16 @@ class TrackState:
 # Time constant (s) of the velocity's decay while a track receives no peak.
 _COAST_TAU_S = 1.0
 # An unheard track within this angle (deg) of a heard one it is closing in on is masked by it (two
-# talkers crossing in one lobe), not paused: it keeps its velocity for up to _MASK_MAX_S unheard.
+# talkers crossing in one lobe), not paused: it walks on (see _CROSSING_TAU_S) for up to _MASK_MAX_S unheard.
 _MASK_DEG = 45.0
 _MASK_MAX_S = 4.0
+# Time constant (s) of the velocity's decay while a track walks on unheard through a crossing (masked,
+# or sharing the other talker's peak): two talkers share one peak for 2.5-4 s on the small arrays, and
+# a track that kept its full speed so long walked ahead of its talker, out of the shared peak's gate,
+# and was hidden before the two parted, its talker taken by the other track meanwhile (bench
+# --tracking's tuning scenes, 120 crossings of seeds 1-40, replayed peaks: id switches 65 -> 44,
+# fewer in 12 scenes and more in 2; with 1, 2, 3, 8 and 12 s: 100, 56, 48, 43 and 53).
+_CROSSING_TAU_S = 5.0
 
 
 class _Track:
@@ -347,18 +362,23 @@ class Tracker:
         for tr in tracks:
             tr.masked = bool(tr.id) and not tr.hit and self._masked(tr, t)
         fade = math.exp(-dt / _COAST_TAU_S)
+        crossing_fade = math.exp(-dt / _CROSSING_TAU_S)
         for tr in tracks:
             if dt > 0:
                 if not (tr.hit or tr.occluded or tr.masked):
                     # Unheard, a talker is more likely standing still than walking on: let the
                     # velocity fade while coasting, or a pause makes the track drift away. A
-                    # talker masked by another one passing by keeps walking.
+                    # talker masked by another one passing by keeps walking, slowing down.
                     if _hidden(tr, t, p):
                         tr.vx = tr.vy = tr.vz = 0.0  # hidden, it waits where its talker went quiet
                     else:
                         tr.vx *= fade
                         tr.vy *= fade
                         tr.vz *= fade
+                elif not tr.hit:
+                    tr.vx *= crossing_fade
+                    tr.vy *= crossing_fade
+                    tr.vz *= crossing_fade
                 tr.predict(dt, q)
                 tr.constrain(planar)
             tr.hit = tr.lead = tr.occluded = False
@@ -525,10 +545,13 @@ class Tracker:
         return all(o.cos_track(tr) < cos_far for o in self._tracks if o.id)
 
     def _hidden_near(self, tr: _Track, t: float) -> _Track | None:
-        """The closest hidden track within _REVIVE_GATE gates of ``tr``, if any: a talker heard again
-        after a pause is often placed a little differently (other talkers' lobes, reflections)."""
+        """The closest confirmed track within _REVIVE_GATE gates of ``tr`` that has gone unheard on its
+        own for _REVIVE_UNHEARD of hold_time (hidden, or still shown: through a shared peak, as masked,
+        or not yet hidden), if any: a talker heard again after a pause or a crossing is often placed a
+        little differently (other talkers' lobes, reflections), or has walked on."""
         cos_gate = math.cos(math.radians(min(179.0, _REVIVE_GATE * self._params["gate_deg"])))
-        near = [h for h in self._tracks if _hidden(h, t, self._params) and h.cos_track(tr) >= cos_gate]
+        unheard = _REVIVE_UNHEARD * self._params["hold_time"]   # a hidden track: unheard for hold_time
+        near = [h for h in self._tracks if h.id and t - h.last_hit >= unheard and h.cos_track(tr) >= cos_gate]
         return max(near, key=lambda h: h.cos_track(tr)) if near else None
 
     def _together(self, a: _Track, b: _Track) -> bool:
@@ -617,8 +640,8 @@ def _count_frame(tracks, t: float, smooth: float, p: dict, active: bool, alone=N
 def _confirm(tracks: list, ready: set, next_id: int, hidden_near=lambda tr: None) -> int:
     """Give the ready tracks that survived merging their ids, oldest first; returns the next id.
 
-    A ready track that ``hidden_near`` finds a hidden track for (its talker, silent or masked for a
-    while, back within the gate) takes that track's id and place, instead of a new id."""
+    A ready track that ``hidden_near`` finds a hidden or unheard track for (its talker, silent or
+    masked for a while, back within two gates) takes that track's id and place, instead of a new id."""
     for tr in sorted(tracks, key=lambda tr: tr.birth):
         if tr in ready:
             old = hidden_near(tr)
