@@ -184,8 +184,10 @@ def vote_extraction(votes: np.ndarray, spectrum: np.ndarray, peaks: list[Peak], 
     detected = vote_candidates(votes, grid, n_sources, min_separation=min_separation, share=share)
     if len(detected) >= 2 and memory is not None:
         held = memory_candidates(votes, memory, grid, n_sources, min_separation=min_separation, share=share)
-        if len(held) >= 2:
-            detected = held
+        if len(held) >= 2:   # then the recent votes' other sources, away from those
+            cos_sep = np.cos(np.radians(min_separation))
+            detected = held + [p for p in detected if all(grid.vectors[p.index] @ grid.vectors[q.index] < cos_sep
+                                                           for q in held)][:n_sources - len(held)]
     if len(detected) < 2:
         detected = peaks[:1]
     found = [Peak(p.azimuth, p.elevation, float(spectrum[p.index]), p.index) for p in detected]

@@ -189,6 +189,14 @@ def test_the_longer_memory_places_simultaneous_talkers_it_still_hears():
                                                         share=0.4)] == [103]
     own = vote_extraction(weak, spectrum, [], grid, 2, min_separation=20.0, share=0.3, memory=memory)
     assert [round(p.azimuth) for p in own] == [100, 215]
+    # Three found by the recent votes, two held by the memory: the third recent one is kept after them
+    # (and one within min_separation of a held source is not).
+    three = _bumps(grid, {100.0: 1.0, 215.0: 0.7, 300.0: 0.45})
+    found = vote_extraction(three, spectrum, [], grid, 3, min_separation=20.0, share=0.4, memory=memory)
+    assert [round(p.azimuth) for p in found] == [103, 222, 300]
+    near = _bumps(grid, {100.0: 1.0, 215.0: 0.7, 240.0: 0.45})
+    found = vote_extraction(near, spectrum, [], grid, 3, min_separation=20.0, share=0.4, memory=memory)
+    assert [round(p.azimuth) for p in found] == [103, 222]
 
 
 def test_the_longer_memory_is_not_asked_about_a_single_source():
