@@ -168,13 +168,13 @@ def _bumps(grid, weights: dict) -> np.ndarray:
 
 def test_the_longer_memory_places_simultaneous_talkers_it_still_hears():
     """When the votes find two sources, the sources are the longer memory's peaks that the recent votes
-    still hold near them (at least MEMORY_SUPPORT of their maximum), the one heard most now first; a
-    peak of the memory alone (a talker who has stopped) is left out."""
+    still hold at their place (at least MEMORY_SUPPORT of their maximum), the one heard most now first;
+    a peak of the memory alone (a talker who has stopped) is left out."""
     from doascope.dsp.extraction import MEMORY_SUPPORT, memory_candidates, vote_extraction
     from doascope.dsp.grids import circle_grid
 
     grid = circle_grid(1.0)
-    votes = _bumps(grid, {100.0: 1.0, 215.0: 0.7})                   # recent: scattered, 15 deg off
+    votes = _bumps(grid, {100.0: 1.0, 217.0: 0.8})                   # recent: scattered, 5 deg off
     memory = _bumps(grid, {103.0: 0.8, 222.0: 1.0, 320.0: 0.9})      # 320: not heard any more
     held = memory_candidates(votes, memory, grid, 3, min_separation=20.0, share=0.4)
     assert [round(p.azimuth) for p in held] == [103, 222]             # 103 is heard most now
@@ -191,10 +191,10 @@ def test_the_longer_memory_places_simultaneous_talkers_it_still_hears():
     assert [round(p.azimuth) for p in own] == [100, 215]
     # Three found by the recent votes, two held by the memory: the third recent one is kept after them
     # (and one within min_separation of a held source is not).
-    three = _bumps(grid, {100.0: 1.0, 215.0: 0.7, 300.0: 0.45})
+    three = _bumps(grid, {100.0: 1.0, 217.0: 0.8, 300.0: 0.45})
     found = vote_extraction(three, spectrum, [], grid, 3, min_separation=20.0, share=0.4, memory=memory)
     assert [round(p.azimuth) for p in found] == [103, 222, 300]
-    near = _bumps(grid, {100.0: 1.0, 215.0: 0.7, 240.0: 0.45})
+    near = _bumps(grid, {100.0: 1.0, 217.0: 0.8, 240.0: 0.45})
     found = vote_extraction(near, spectrum, [], grid, 3, min_separation=20.0, share=0.4, memory=memory)
     assert [round(p.azimuth) for p in found] == [103, 222]
 
