@@ -16,10 +16,10 @@ on a direction votes for it (:func:`bin_vote_histograms`); the votes are spread 
 (BIN_VOTE_WIDTH_DEG) and a further source needs BIN_VOTE_SHARE of the strongest one's votes.
 
 **A longer memory for simultaneous talkers.** Over one or two blocks the per-bin votes of a talker on a
-small array scatter over tens of degrees, and in a block where two talkers speak at once a bump 15-40
-degrees beside a talker, a reflection or a split of the other talker's lobe wins now and then: in the held-out
-blocks of two simultaneous talkers (``doascope bench --tracking``), five in six of the talkers missed
-were missed that way, reported in the wrong place, not left out. The same votes integrated over a
+small array scatter over tens of degrees, and in a block where two talkers speak at once a bump 15-45
+degrees beside a talker, a reflection or a split of the other talker's lobe wins now and then: in the
+held-out blocks of two simultaneous talkers (``doascope bench --tracking``), five in six of the talkers
+missed were missed that way, a source reported in the wrong place, not none. The same votes integrated over a
 longer time (MEMORY_SMOOTHING) place them better, but a long memory must not decide alone which
 sources are there: a talker who has stopped would stay, and a dialogue shows that talker's track long
 after (ghosts). So the memory is asked only when the recent votes themselves find two or more sources,
@@ -155,9 +155,9 @@ def memory_candidates(votes: np.ndarray, memory: np.ndarray, grid: Grid, n_sourc
                       share: float, support: float | None = None) -> list[Peak]:
     """The peaks of ``memory`` (votes integrated over a longer time) that pass the presence test and
     that the short-memory ``votes`` still support (their value there is at least ``support``, default
-    MEMORY_SUPPORT, of their maximum): at most ``n_sources``, taken in the
-    memory's order, then ordered by that support (the source heard most now first, as the tracker
-    expects of a block's strongest source)."""
+    MEMORY_SUPPORT, of their maximum): at most ``n_sources``, taken in the memory's order, then ordered
+    by that support (the source heard most now first, as the tracker expects of a block's strongest
+    source)."""
     support = MEMORY_SUPPORT if support is None else support
     top = float(votes.max())
     held = []
