@@ -14,8 +14,8 @@ import numpy as np
 from doascope import ParameterError
 from doascope.dsp.activity import ActivityGate, energy_coherence
 from doascope.dsp.estimators import Estimator
-from doascope.dsp.extraction import (BIN_VOTE_WIDTH_DEG, DEFAULT_EXTRACTION, EXTRACTIONS, VOTE_WIDTH_DEG,
-                                     VoteKernels)
+from doascope.dsp.extraction import (BIN_VOTE_WIDTH_DEG, DEFAULT_EXTRACTION, EXTRACTIONS, MEMORY_SMOOTHING,
+                                     VOTE_WIDTH_DEG, VoteKernels)
 from doascope.dsp.peaks import Peak
 from doascope.dsp.stft import stft_blocks
 
@@ -119,6 +119,15 @@ class BlockStream:
         a = self._alpha
         if state is None or state.shape != new.shape or a == 0.0:
             return new
+        return a * state + (1.0 - a) * new
+
+    def _integrated_votes(self, state: np.ndarray | None, new: np.ndarray) -> np.ndarray:
+        """(2, points) float32: per-bin vote maps integrated over the active blocks, row 0 with the
+        smoothing, row 1 with at least MEMORY_SMOOTHING (see doascope.dsp.extraction.memory_candidates)."""
+        if state is None or state.shape != (2,) + new.shape:
+            return np.stack([new, new]).astype(np.float32)
+        slow = max(self.smoothing, MEMORY_SMOOTHING) ** (self.step / self.block_advance)
+        a = np.array([[self._alpha], [slow]], np.float32)
         return a * state + (1.0 - a) * new
 
     def _block_stop(self, start: int, X: np.ndarray) -> int:
@@ -250,6 +259,7 @@ class Localizer(BlockStream):
             integrated = self._integrate_stats(stats)
             spectrum = self.estimator.spectrum_from(integrated)
             votes = None
+            memory = {}    # SrpPhat's per-bin votes only: the other estimators' candidates take no memory
             if self.n_sources > 1 and hasattr(self.estimator, "frame_peaks") and self.extraction == "votes":
                 by_bin = getattr(self.estimator, "bin_votes_ok", False)
                 width = BIN_VOTE_WIDTH_DEG if by_bin else VOTE_WIDTH_DEG
@@ -257,14 +267,15 @@ class Localizer(BlockStream):
                 if kernels is None or kernels.grid is not self.estimator.grid or kernels.width_deg != width:
                     kernels = self._vote_kernels = VoteKernels(self.estimator.grid, width)
                 if by_bin:
-                    fresh = kernels.spread(frame_votes())
+                    # two maps: the votes with the smoothing's memory, and with a longer one
+                    self._votes = self._integrated_votes(self._votes, kernels.spread(frame_votes()))
+                    votes, memory = self._votes[0], {"memory": self._votes[1]}
                 else:
                     points, values = frame_peaks()
-                    fresh = kernels.map(points, values ** 2)
-                self._votes = self._integrated(self._votes, fresh)
-                votes = self._votes
+                    self._votes = votes = self._integrated(self._votes, kernels.map(points, values ** 2))
             peaks = tuple(self.estimator.candidates(integrated, spectrum, self.n_sources, votes=votes,
-                                                    min_separation=self.min_separation, extraction=self.extraction))
+                                                    min_separation=self.min_separation, extraction=self.extraction,
+                                                    **memory))
         else:
             spectrum = self.estimator.spectrum_from(stats)
             peaks = ()

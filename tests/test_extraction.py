@@ -154,3 +154,87 @@ def test_small_arrays_vote_by_bin_and_wider_ones_by_frame(profile, by_bin):
     """Per-bin votes on arrays up to BIN_VOTE_MAX_APERTURE wide (6.4 cm ReSpeakers); the MATRIX
     Creator (10.5 cm), whose frames' own maxima already tell talkers apart, votes by frame."""
     assert _estimator(profile).bin_votes_ok is by_bin
+
+
+# --- simultaneous talkers: the votes' longer memory ----------------------------------------------------
+
+def _bumps(grid, weights: dict) -> np.ndarray:
+    """A vote map with a bump of the per-bin votes' width at each azimuth (degrees) of ``weights``."""
+    from doascope.dsp.extraction import BIN_VOTE_WIDTH_DEG
+
+    points = [int(np.argmin(np.abs(grid.azimuth - az))) for az in weights]
+    return frame_vote_map(grid, points, list(weights.values()), BIN_VOTE_WIDTH_DEG)
+
+
+def test_the_longer_memory_places_simultaneous_talkers_it_still_hears():
+    """When the votes find two sources, the sources are the longer memory's peaks that the recent votes
+    still hold at their place (at least MEMORY_SUPPORT of their maximum), the one heard most now first;
+    a peak of the memory alone (a talker who has stopped) is left out."""
+    from doascope.dsp.extraction import MEMORY_SUPPORT, memory_candidates, vote_extraction
+    from doascope.dsp.grids import circle_grid
+
+    grid = circle_grid(1.0)
+    votes = _bumps(grid, {100.0: 1.0, 217.0: 0.8})                   # recent: scattered, 5 deg off
+    memory = _bumps(grid, {103.0: 0.8, 222.0: 1.0, 320.0: 0.9})      # 320: not heard any more
+    held = memory_candidates(votes, memory, grid, 3, min_separation=20.0, share=0.4)
+    assert [round(p.azimuth) for p in held] == [103, 222]             # 103 is heard most now
+    spectrum = np.linspace(0.1, 0.2, len(grid), dtype=np.float32)
+    found = vote_extraction(votes, spectrum, [], grid, 2, min_separation=20.0, share=0.4, memory=memory)
+    assert [p.index for p in found] == [p.index for p in held]
+    assert [p.power for p in found] == [spectrum[p.index] for p in held]
+    # Support below MEMORY_SUPPORT of the recent maximum: the memory's peak is not taken, and with
+    # one peak left the votes' own sources stand.
+    weak = _bumps(grid, {100.0: 1.0, 215.0: 0.8 * MEMORY_SUPPORT, 222.0: 0.0})
+    assert [round(p.azimuth) for p in memory_candidates(weak, memory, grid, 3, min_separation=20.0,
+                                                        share=0.4)] == [103]
+    own = vote_extraction(weak, spectrum, [], grid, 2, min_separation=20.0, share=0.3, memory=memory)
+    assert [round(p.azimuth) for p in own] == [100, 215]
+    # Three found by the recent votes, two held by the memory: the third recent one is kept after them
+    # (and one within min_separation of a held source is not).
+    three = _bumps(grid, {100.0: 1.0, 217.0: 0.8, 300.0: 0.45})
+    found = vote_extraction(three, spectrum, [], grid, 3, min_separation=20.0, share=0.4, memory=memory)
+    assert [round(p.azimuth) for p in found] == [103, 222, 300]
+    near = _bumps(grid, {100.0: 1.0, 217.0: 0.8, 240.0: 0.45})
+    found = vote_extraction(near, spectrum, [], grid, 3, min_separation=20.0, share=0.4, memory=memory)
+    assert [round(p.azimuth) for p in found] == [103, 222]
+
+
+def test_the_longer_memory_is_not_asked_about_a_single_source():
+    """One source in the recent votes (one talker speaking after another has stopped): the memory,
+    which still holds the other, is not consulted; the spectrum's peak places the one source."""
+    from doascope.dsp.extraction import vote_extraction
+    from doascope.dsp.grids import circle_grid
+    from doascope.dsp.peaks import find_peaks
+
+    grid = circle_grid(1.0)
+    votes = _bumps(grid, {100.0: 1.0})
+    memory = _bumps(grid, {100.0: 0.6, 220.0: 1.0})
+    spectrum = _bumps(grid, {98.0: 1.0}) / 2
+    peaks = find_peaks(spectrum, grid, 2, min_separation=20.0)
+    found = vote_extraction(votes, spectrum, peaks, grid, 2, min_separation=20.0, share=0.4, memory=memory)
+    assert [p.index for p in found] == [peaks[0].index]
+
+
+@pytest.mark.parametrize("step", [None, 512])
+def test_the_two_vote_maps_integrate_with_their_own_memories(step):
+    """Row 0: the smoothing's exponential average; row 1: at least MEMORY_SMOOTHING's, both rescaled to
+    the step (a plain loop as the reference)."""
+    from doascope.dsp.extraction import MEMORY_SMOOTHING
+
+    loc = Localizer(_estimator(), hop=256, n_sources=2, smoothing=0.5, step=step)
+    per_block = loc.step / loc.block_advance
+    rng = np.random.default_rng(4)
+    maps = rng.uniform(0, 1, (5, len(loc.estimator.grid))).astype(np.float32)
+    state, fast, slow = None, maps[0].astype(np.float64), maps[0].astype(np.float64)
+    for k, m in enumerate(maps):
+        state = loc._integrated_votes(state, m)
+        if k:
+            fast = 0.5 ** per_block * fast + (1 - 0.5 ** per_block) * m
+            slow = MEMORY_SMOOTHING ** per_block * slow + (1 - MEMORY_SMOOTHING ** per_block) * m
+        assert state.dtype == np.float32 and state.shape == (2, maps.shape[1])
+        np.testing.assert_allclose(state[0], fast, rtol=1e-5)
+        np.testing.assert_allclose(state[1], slow, rtol=1e-5)
+    # A smoothing longer than MEMORY_SMOOTHING is the memory of both.
+    loc.set_smoothing(0.9)
+    both = loc._integrated_votes(np.stack([maps[0], maps[0]]), maps[1])
+    np.testing.assert_allclose(both[0], both[1])

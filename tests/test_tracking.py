@@ -136,6 +136,21 @@ def test_a_track_shared_by_two_talkers_counts_for_one_of_them():
     assert score_tracks(times, np.ones((4, 2), bool), truth, swapped).switches == 2
 
 
+def test_missed_talkers_are_left_out_or_placed_elsewhere():
+    """The held-out bench's split of the misses: with fewer sources reported than talkers, a missed
+    talker was left out; with as many, its source was placed more than 15 deg off (one to one)."""
+    from doascope.app.bench.tracking import miss_kinds
+
+    assert miss_kinds([12.0, 205.0], [10.0, 200.0]) == (0, 0)
+    assert miss_kinds([12.0], [10.0, 200.0]) == (1, 0)
+    assert miss_kinds([], [10.0, 200.0]) == (2, 0)
+    assert miss_kinds([12.0, 40.0], [10.0, 200.0]) == (0, 1)       # 40 is 160 deg from 200
+    assert miss_kinds([8.0, 12.0], [10.0, 200.0]) == (0, 1)        # both near one talker: one is the other's
+    assert miss_kinds([185.0, 12.0], [10.0, 200.0, 300.0]) == (1, 0)
+    assert miss_kinds([218.0, 12.0], [10.0, 200.0]) == (0, 1)
+    assert miss_kinds([214.0, 12.0], [10.0, 200.0]) == (0, 0)
+
+
 def test_removing_a_pure_delay_leaves_nothing():
     rng = np.random.default_rng(0)
     phasors = np.exp(-2j * np.pi * rng.uniform(0, 1, (6, 1)) * np.linspace(300, 3500, 90)[None, :])

@@ -7,7 +7,8 @@ Four parts, each printed as it finishes:
    through the live engine as ``run --file F --fast --sources K`` does: coverage, ghosts, identity
    switches per talker-minute and mean error, per scene kind, for each way of telling sources apart.
 2. Held-out blocks of simultaneous talkers (random rooms, RT60 0.2-0.9 s, SNR 0-25 dB): one-source
-   accuracy within 10 deg, two- and three-source recall within 15 deg.
+   accuracy within 10 deg, two- and three-source recall within 15 deg, and what the missed talkers
+   were (left out, or a source reported for them more than 15 deg off: :func:`miss_kinds`).
 3. The bias two simultaneous talkers 140 degrees apart put on each other's direction (4-mic ring).
 4. Real acoustics: talkers made from measured responses of a real 7-mic array in a real room
    (shared/data/r3vival), as a dialogue and as three talkers at once.
@@ -86,6 +87,19 @@ def tracking_scenes(quick: bool, out: dict, seeds=None) -> None:
     con.print(table)
 
 
+def miss_kinds(reported, truth, tolerance: float = 15.0) -> tuple[int, int]:
+    """The talkers of one block (``truth``, azimuths in degrees) that no ``reported`` azimuth comes
+    within ``tolerance`` of, in two kinds: (left out, placed elsewhere). A missed talker counts as
+    left out when the block reported fewer sources than there are talkers, else as placed elsewhere
+    (a source was reported for it, more than ``tolerance`` away: a bump of its own lobe, a reflection,
+    or a split of another talker's lobe)."""
+    from doascope.dsp.metrics import azimuth_errors
+
+    truth = np.asarray(truth, np.float64)
+    missed = int(np.sum(azimuth_errors(list(reported), truth) > tolerance))
+    return (missed, 0) if len(reported) < truth.size else (0, missed)
+
+
 def held_out_blocks(quick: bool, out: dict, n_scenes: int | None = None) -> None:
     from doascope.sim.scenes import random_scene
     from doascope.dsp import Localizer, make_estimator
@@ -98,6 +112,7 @@ def held_out_blocks(quick: bool, out: dict, n_scenes: int | None = None) -> None
     pos = load_profile("respeaker_usb_v2").positions
     cases = [("srp-phat", "votes"), ("srp-phat", "removal"), ("srp-phat", "peaks"), ("normmusic", "peaks")]
     scores: dict[tuple, list[float]] = {}
+    misses: dict[tuple, np.ndarray] = {}    # (sources, method, extraction, smoothing) -> [talkers, left out, elsewhere]
     for n_src in (1, 2, 3):
         for i in range(n):
             rng = np.random.default_rng([5000 + n_src, i])   # not the accuracy bench's or training's seeds
@@ -114,20 +129,32 @@ def held_out_blocks(quick: bool, out: dict, n_scenes: int | None = None) -> None
                         err = azimuth_errors([p.azimuth for p in res.peaks], truth)
                         val = float(err[0] <= 10) if n_src == 1 else float(np.mean(err <= 15))
                         scores.setdefault((n_src, method, extraction, smoothing), []).append(val)
+                        if n_src > 1:
+                            m = misses.setdefault((n_src, method, extraction, smoothing), np.zeros(3, np.int64))
+                            m += (n_src, *miss_kinds([p.azimuth for p in res.peaks], truth))
     table = _table(f"Held-out blocks of simultaneous talkers (ReSpeaker USB v2, {n} random rooms per count, "
                    "RT60 0.2-0.9 s, SNR 0-25 dB)", ["method", "smoothing", "1 src <=10 deg", "2 src recall@15",
-                                                    "3 src recall@15"])
+                                                    "3 src recall@15", "2 / 3 src misses: left out",
+                                                    "placed > 15 deg off"])
     for method, extraction in cases:
         for smoothing in (0.5, 0.8):
-            cells = []
+            cells, left, elsewhere = [], [], []
+            for n_src in (2, 3):
+                m = misses.get((n_src, method, extraction, smoothing))
+                left.append(f"{m[1] / m[0]:.1%}" if m is not None else "-")
+                elsewhere.append(f"{m[2] / m[0]:.1%}" if m is not None else "-")
             for n_src in (1, 2, 3):
                 v = scores.get((n_src, method, extraction, smoothing), [])
                 cells.append(f"{np.mean(v):.1%}" if v else "-")
+                m = misses.get((n_src, method, extraction, smoothing))
                 out.setdefault("held_out_blocks", []).append({"method": method, "extraction": extraction,
                                                               "smoothing": smoothing, "sources": n_src,
-                                                              "score": float(np.mean(v)) if v else None})
+                                                              "score": float(np.mean(v)) if v else None,
+                                                              "left_out": None if m is None else float(m[1] / m[0]),
+                                                              "placed_elsewhere": None if m is None else
+                                                              float(m[2] / m[0])})
             label = method if method != "srp-phat" else f"srp-phat, {extraction}"
-            table.add_row(label, f"{smoothing:g}", *cells)
+            table.add_row(label, f"{smoothing:g}", *cells, " / ".join(left), " / ".join(elsewhere))
     con.print(table)
 
 
