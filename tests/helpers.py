@@ -99,9 +99,10 @@ def plane_wave_file(path, profile_id: str, *, azimuth: float, seconds: float = 3
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now, for what must be told its port by number (a
     broker restarted on the same port, a listener that comes later). Taken below the system's ephemeral
-    range: the ports the system hands out by itself (a bind to port 0, every outgoing connection, the Ray
-    workers of the batch tests) never come from there, so it stays free until the test binds it. Servers
-    of our own are started on port 0 instead (see :func:`serving_ports`)."""
+    range: the ports the system hands out by itself (a bind to port 0, every outgoing connection) never
+    come from there, so it stays free until the test binds it; and above Ray's worker ports (10002-19999,
+    which the Ray workers of the batch tests, or of another test run on the machine, bind). Servers of our
+    own are started on port 0 instead (see :func:`serving_ports`)."""
     import random
     import socket
 
@@ -112,7 +113,7 @@ def free_port() -> int:
         low = 32768
     rng = random.Random()
     for _ in range(200):
-        port = rng.randrange(max(1024, low // 2), low)
+        port = rng.randrange(20000 if low > 21000 else max(1024, low // 2), low)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))

@@ -268,6 +268,28 @@ def test_missing_extra_is_one_line(corpus, tmp_path):
         assert res.stderr.strip() == "doascope: error: this needs doascope[batch]: pip install 'doascope[batch]'"
 
 
+def test_ray_node_ports_come_from_outside_the_ranges_others_take_them_from():
+    """The ports LocalCluster names to `ray start` (bound by Ray only later) are below the system's
+    ephemeral range, which every outgoing connection and bind to port 0 draws from, and above Ray's
+    worker ports; distinct within a cluster; and free when chosen. (It used to take them from a bind to
+    port 0, where any other process could get them before Ray bound them.)"""
+    import socket
+
+    from doascope.app.batch.ray import RAY_WORKER_PORTS, _free_port
+
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    if low <= RAY_WORKER_PORTS[1] + 1000:
+        pytest.skip(f"the ephemeral range starts at {low}: no room above Ray's worker ports")
+    taken: set[int] = set()
+    ports = [_free_port(taken) for _ in range(40)]
+    assert len(set(ports)) == len(ports) and taken == set(ports)
+    assert all(RAY_WORKER_PORTS[1] < p < low for p in ports), ports
+    for p in ports[:5]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))   # free (nothing here bound them since)
+
+
 # --- a real Ray cluster ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

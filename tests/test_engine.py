@@ -147,7 +147,7 @@ def test_fast_playback_never_laps_the_consumer():
     t0 = time.monotonic()
     pos = 0
     n = 1000
-    deadline = t0 + 20.0
+    deadline = t0 + 120.0  # a deadline for a busy machine, not a measurement
     while pos + n <= len(audio) and time.monotonic() < deadline:
         if ring.written < pos + n:
             time.sleep(0.0002)
@@ -275,7 +275,7 @@ def test_crossing_talkers_are_both_tracked_at_the_end(prof):
 # Settings while running
 
 
-def _wait_for(cond, timeout=30.0):
+def _wait_for(cond, timeout=120.0):  # a deadline for a busy machine, not a measurement
     t0 = time.monotonic()
     while not cond():
         if time.monotonic() - t0 > timeout:

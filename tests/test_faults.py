@@ -51,7 +51,7 @@ def _lines(path: Path) -> int:
         return 0
 
 
-def _finish(proc, timeout: float = 60.0) -> str:
+def _finish(proc, timeout: float = 180.0) -> str:
     try:
         _, err = proc.communicate(timeout=timeout)
     finally:
@@ -91,7 +91,7 @@ def _whole_lines(path: Path) -> list[dict]:
 def test_a_bad_option_is_one_line_naming_it_and_exit_2(args, option):
     # With -v, a scene simulated before the check would say so ("simulating the scene"): the one
     # line shows that nothing was done first.
-    res = _cli("-v", "run", "--profile", PROFILE, "--sim", "crossing", *args, timeout=60)
+    res = _cli("-v", "run", "--profile", PROFILE, "--sim", "crossing", *args, timeout=180)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and option in lines[0] and "error" in lines[0], res.stderr
@@ -115,7 +115,7 @@ def test_serve_reports_a_port_in_use_before_simulating_the_scene():
         busy.listen()
         port = busy.getsockname()[1]
         res = _cli("-v", "serve", "--profile", PROFILE, "--sim", "crossing", "--port", str(port), "--tcp-port", "0",
-                   timeout=60)
+                   timeout=180)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and f"--port {port}" in lines[0] and "in use" in lines[0], res.stderr
@@ -146,10 +146,10 @@ def test_calibrate_refuses_labels_beyond_the_end_of_the_file(tmp_path):
 
 def test_gui_refuses_an_unmatched_device_exactly_as_run_does():
     pytest.importorskip("sounddevice", reason="needs sounddevice and PortAudio")
-    run = _cli("run", "--profile", PROFILE, "--device", "no such array", "--duration", "1", timeout=60)
+    run = _cli("run", "--profile", PROFILE, "--device", "no such array", "--duration", "1", timeout=180)
     if "needs PortAudio" in run.stderr:
         pytest.skip("PortAudio is not installed")
-    gui = _cli("gui", "--profile", PROFILE, "--device", "no such array", timeout=60,
+    gui = _cli("gui", "--profile", PROFILE, "--device", "no such array", timeout=180,
                env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
     assert run.returncode == gui.returncode == 2, (run.stderr, gui.stderr)
     assert _errors(run.stderr) == _errors(gui.stderr) and len(_errors(gui.stderr)) == 1, (run.stderr, gui.stderr)
@@ -157,7 +157,7 @@ def test_gui_refuses_an_unmatched_device_exactly_as_run_does():
 
 def test_gui_without_a_display_says_what_to_do():
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    res = _cli("gui", "--sim", "two-talkers", timeout=60, env=env)
+    res = _cli("gui", "--sim", "two-talkers", timeout=180, env=env)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
@@ -186,7 +186,7 @@ def test_sigkill_leaves_a_readable_recording_and_whole_json_lines(tmp_path, reco
                   "--output", str(out), "--record", str(raw))
     _wait_for(lambda: _lines(out) >= 60, proc, "frames")   # some seconds of audio, mid-write
     proc.kill()
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=180)
     frames = _whole_lines(out)
     assert len(frames) >= 60
     rec, fs = sf.read(str(raw), dtype="float32")
@@ -218,7 +218,7 @@ def test_a_file_removed_while_running_stops_the_run_with_exit_1(tmp_path, victim
     _wait_for(lambda: _lines(out) >= 10, proc, "frames")
     kept = raw if victim == "output" else out
     (out if victim == "output" else raw).unlink()
-    err = _finish(proc, timeout=60)
+    err = _finish(proc, timeout=180)
     assert proc.returncode == 1, err
     errors = _errors(err)
     assert len(errors) == 1 and "was removed while writing" in errors[0], err
@@ -363,7 +363,7 @@ def test_a_short_soak_reports_memory_overruns_and_frame_loss():
     assert out["soak"] is res
     assert res["frames"] > 0 and res["frames_received_min"] > 0
     assert res["rss_mb_end"] > 0 and res["overruns"] >= 0 and res["frames_lost_by_keepers"] >= 0
-    bad = _cli("bench", "--soak", "-1", timeout=60)
+    bad = _cli("bench", "--soak", "-1", timeout=180)
     assert bad.returncode == 2 and "--soak" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 

@@ -37,7 +37,7 @@ def test_job_delivers_updates_then_finishes_once_on_the_gui_thread(qtbot):
         finished.append(error)
 
     job = Job(work, on_update=on_update, on_finished=on_finished, what="counting", interval_ms=10).start()
-    qtbot.waitUntil(lambda: bool(finished), timeout=10000)
+    qtbot.waitUntil(lambda: bool(finished), timeout=60000)
     qtbot.wait(50)
     assert finished == [None] and not job.running
     assert all(t is gui_thread for t in threads)
@@ -53,7 +53,7 @@ def test_job_reports_an_error_in_one_line(qtbot):
         raise ValueError("the data ran out\nand here is a long explanation")
 
     Job(work, on_update=lambda v: None, on_finished=finished.append, what="CLIP training", interval_ms=10).start()
-    qtbot.waitUntil(lambda: bool(finished), timeout=10000)
+    qtbot.waitUntil(lambda: bool(finished), timeout=60000)
     assert finished == ["CLIP training failed: the data ran out"]
 
 
@@ -67,8 +67,8 @@ def test_job_stops_when_asked_and_delivers_nothing_after(qtbot):
             h.stopped() or threading.Event().wait(0.01)
 
     job = Job(work, on_update=updates.append, on_finished=finished.append, interval_ms=10).start()
-    assert started.wait(10)
-    job.stop(timeout=10)
+    assert started.wait(60)
+    job.stop(timeout=60)
     assert not job._thread.is_alive()
     n = len(updates)
     qtbot.wait(100)

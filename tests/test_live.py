@@ -145,11 +145,11 @@ def test_run_tracks_two_talkers_played_through_the_virtual_array(two_talkers, tm
                       "--sources", "2", "--duration", "120", "--output", str(out), "--record", str(raw)])
     err = _Stderr(proc)
     try:
-        _wait_for(lambda: len(_lines(out)) >= 5, 60, "frames from the device", proc)  # capturing silence
+        _wait_for(lambda: len(_lines(out)) >= 5, 180, "frames from the device", proc)  # capturing silence
         play = subprocess.run([str(TOOL), "play", str(wav)], env=env, capture_output=True, text=True, timeout=120)
         assert play.returncode == 0, play.stderr
         played = len(_lines(out))
-        _wait_for(lambda: len(_lines(out)) >= played + 30, 60, "frames after the scene", proc)
+        _wait_for(lambda: len(_lines(out)) >= played + 30, 180, "frames after the scene", proc)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     finally:
@@ -192,14 +192,14 @@ def test_run_survives_the_audio_server_going_away(tmp_path, pulse_runtime):
                       "--output", str(out), "--record", str(raw)])
     err = _Stderr(proc)
     try:
-        _wait_for(lambda: len(_lines(out)) >= 10, 60, "frames from the device", proc)
+        _wait_for(lambda: len(_lines(out)) >= 10, 180, "frames from the device", proc)
         subprocess.run(["pulseaudio", "-k"], env=env, timeout=30)
-        _wait_for(lambda: "no audio from" in err.text, 30, "line about the lost device", proc)
+        _wait_for(lambda: "no audio from" in err.text, 90, "line about the lost device", proc)
         before = [json.loads(line) for line in _lines(out)]   # what was written is kept, whole lines
         assert before and len(before) >= 10
         assert sf.info(str(raw)).frames > 0                   # and the recording is readable as it is
         _env(4, 16000, "doascope_live4", pulse_runtime)       # the server and the sink come back
-        _wait_for(lambda: len(_lines(out)) >= len(before) + 30, 60, "frames after reconnecting", proc)
+        _wait_for(lambda: len(_lines(out)) >= len(before) + 30, 180, "frames after reconnecting", proc)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     finally:

@@ -73,8 +73,10 @@ def test_gui_room_map_shows_the_talkers(qtbot):
     win.show()
     tab = win.tab("Localization")
     qtbot.waitUntil(lambda: tab.engine is not None and tab.engine.latest is not None
-                    and len([t for t in tab.engine.latest.tracks if t.activity > 0.5]) >= 1, timeout=30000)
-    qtbot.wait(300)
+                    and len([t for t in tab.engine.latest.tracks if t.activity > 0.5]) >= 1, timeout=120000)
+    # The room map is drawn on the GUI's timer: wait until it shows a track (a deadline, not a fixed wait).
+    qtbot.waitUntil(lambda: tab.room_map.tracks.getData()[0] is not None
+                    and len(tab.room_map.tracks.getData()[0]) >= 1, timeout=60000)
     assert tab.main_view.currentWidget() is tab.room_map
     xs, ys = tab.room_map.tracks.getData()
     assert len(xs) >= 1

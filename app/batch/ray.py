@@ -86,10 +86,36 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
         raise DoascopeError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+RAY_WORKER_PORTS = (10002, 19999)   # `ray start`'s default --min-worker-port / --max-worker-port
+
+
+def _free_port(taken: set[int] | None = None) -> int:
+    """A port on 127.0.0.1 that nothing listens on now, for a Ray node to bind later. Taken between Ray's
+    worker ports and the system's ephemeral range: a port the system handed out (a bind to port 0, and
+    every outgoing connection, of which a starting cluster makes many) could be taken again by then.
+    ``taken``: ports already chosen for the cluster, not to be chosen twice (and added to)."""
+    import random
+
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    start = RAY_WORKER_PORTS[1] + 1 if low > RAY_WORKER_PORTS[1] + 1000 else 1024
+    taken = set() if taken is None else taken
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(start, max(start + 1, low))
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise DoascopeError("no free port for a Ray node below the ephemeral port range")
 
 
 class LocalCluster:
@@ -105,6 +131,7 @@ class LocalCluster:
         self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **(env or {}))
         self._groups: list[int] = []   # one session per node
         self._dirs: list[str] = []
+        self._ports: set[int] = set()   # chosen for the nodes so far
         self.address = ""
 
     def _start(self, role: list[str]) -> None:
@@ -116,7 +143,7 @@ class LocalCluster:
         ports = []
         for opt in ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
                     "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port"):
-            ports += [opt, str(_free_port())]
+            ports += [opt, str(_free_port(self._ports))]
         cmd = [ray, "start", *role, "--num-cpus", str(self.cpus), "--node-ip-address", "127.0.0.1",
                "--object-store-memory", str(100 * 2**20), "--temp-dir", tmp, "--disable-usage-stats", *ports]
         log = open(Path(tmp, "ray-start.log"), "w")
@@ -132,7 +159,7 @@ class LocalCluster:
 
     def __enter__(self) -> "LocalCluster":
         try:
-            port = _free_port()
+            port = _free_port(self._ports)
             self._start(["--head", "--port", str(port), "--include-dashboard=false"])
             self.address = f"127.0.0.1:{port}"
             for _ in range(self.nodes - 1):
