@@ -97,30 +97,12 @@ def plane_wave_file(path, profile_id: str, *, azimuth: float, seconds: float = 3
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now, for what must be told its port by number (a
-    broker restarted on the same port, a listener that comes later). Taken below the system's ephemeral
-    range: the ports the system hands out by itself (a bind to port 0, every outgoing connection) never
-    come from there, so it stays free until the test binds it; and above Ray's worker ports (10002-19999,
-    which the Ray workers of the batch tests, or of another test run on the machine, bind). Servers of our
-    own are started on port 0 instead (see :func:`serving_ports`)."""
-    import random
-    import socket
+    """A port for what a test must tell its port by number (a broker restarted in place, a listener
+    that comes later): see doascope.app.batch.ray.named_port. Servers of our own are started on port 0
+    instead (see :func:`serving_ports`)."""
+    from doascope.app.batch.ray import named_port
 
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000 if low > 21000 else max(1024, low // 2), low)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
+    return named_port()
 
 
 def serving_ports(stderr: str) -> tuple[int | None, int | None]:

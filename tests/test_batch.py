@@ -275,14 +275,13 @@ def test_ray_node_ports_come_from_outside_the_ranges_others_take_them_from():
     port 0, where any other process could get them before Ray bound them.)"""
     import socket
 
-    from doascope.app.batch.ray import RAY_WORKER_PORTS, _free_port
+    from doascope.app.batch.ray import RAY_WORKER_PORTS, ephemeral_low, named_port
 
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        low = int(f.read().split()[0])
+    low = ephemeral_low()
     if low <= RAY_WORKER_PORTS[1] + 1000:
         pytest.skip(f"the ephemeral range starts at {low}: no room above Ray's worker ports")
     taken: set[int] = set()
-    ports = [_free_port(taken) for _ in range(40)]
+    ports = [named_port(taken) for _ in range(40)]
     assert len(set(ports)) == len(ports) and taken == set(ports)
     assert all(RAY_WORKER_PORTS[1] < p < low for p in ports), ports
     for p in ports[:5]:

@@ -86,21 +86,31 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
         raise DoascopeError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
-RAY_WORKER_PORTS = (10002, 19999)   # `ray start`'s default --min-worker-port / --max-worker-port
+# `ray start`'s default worker ports (--min-worker-port / --max-worker-port): Ray's workers bind there.
+RAY_WORKER_PORTS = (10002, 19999)
 
 
-def _free_port(taken: set[int] | None = None) -> int:
-    """A port on 127.0.0.1 that nothing listens on now, for a Ray node to bind later. Taken between Ray's
-    worker ports and the system's ephemeral range: a port the system handed out (a bind to port 0, and
-    every outgoing connection, of which a starting cluster makes many) could be taken again by then.
-    ``taken``: ports already chosen for the cluster, not to be chosen twice (and added to)."""
-    import random
-
+def ephemeral_low() -> int:
+    """The first port of the system's ephemeral range (where a bind to port 0 and every outgoing
+    connection take theirs), 32768 where the system does not say."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
+            return int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
-        low = 32768
+        return 32768
+
+
+def named_port(taken: set[int] | None = None) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a program that must be told its port by
+    number and binds it later (a Ray node, a broker restarted on the same port). Taken between Ray's
+    worker ports and the system's ephemeral range: a port the system hands out by itself (a bind to port
+    0, every outgoing connection, of which a starting Ray cluster makes many) could be taken again before
+    that program binds it, one from here only by someone naming it too. ``taken``: ports already chosen,
+    not to be chosen twice (and added to). A server of our own listens on port 0 instead and says which
+    port it got (``doascope serve --port 0``)."""
+    import random
+
+    low = ephemeral_low()
     start = RAY_WORKER_PORTS[1] + 1 if low > RAY_WORKER_PORTS[1] + 1000 else 1024
     taken = set() if taken is None else taken
     rng = random.Random()
@@ -115,7 +125,7 @@ def _free_port(taken: set[int] | None = None) -> int:
                 continue
         taken.add(port)
         return port
-    raise DoascopeError("no free port for a Ray node below the ephemeral port range")
+    raise DoascopeError("no free port below the ephemeral port range")
 
 
 class LocalCluster:
@@ -143,7 +153,7 @@ class LocalCluster:
         ports = []
         for opt in ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
                     "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port"):
-            ports += [opt, str(_free_port(self._ports))]
+            ports += [opt, str(named_port(self._ports))]
         cmd = [ray, "start", *role, "--num-cpus", str(self.cpus), "--node-ip-address", "127.0.0.1",
                "--object-store-memory", str(100 * 2**20), "--temp-dir", tmp, "--disable-usage-stats", *ports]
         log = open(Path(tmp, "ray-start.log"), "w")
@@ -159,7 +169,7 @@ class LocalCluster:
 
     def __enter__(self) -> "LocalCluster":
         try:
-            port = _free_port(self._ports)
+            port = named_port(self._ports)
             self._start(["--head", "--port", str(port), "--include-dashboard=false"])
             self.address = f"127.0.0.1:{port}"
             for _ in range(self.nodes - 1):
