@@ -130,10 +130,11 @@ class Estimator:
 
     def candidates(self, stats: np.ndarray, spectrum: np.ndarray, n_sources: int, *,
                    min_separation: float = 20.0, votes: np.ndarray | None = None,
-                   extraction: str = DEFAULT_EXTRACTION) -> list[Peak]:
+                   extraction: str = DEFAULT_EXTRACTION, memory: np.ndarray | None = None) -> list[Peak]:
         """Up to ``n_sources`` sources that pass the presence test, strongest first, from (integrated)
         statistics and the spectrum made from them (and, for methods with ``frame_peaks``, the
-        integrated frame-vote map). Here: the spectrum's peaks that hold at least
+        integrated frame-vote map; for SRP-PHAT's per-bin votes, ``memory``, the same votes integrated
+        over a longer time, which the other methods are not given). Here: the spectrum's peaks that hold at least
         SECONDARY_RELATIVE of the strongest one's power, whatever ``extraction`` asks for."""
         return find_peaks(spectrum, self.grid, n_sources, min_separation=min_separation,
                           min_relative=SECONDARY_RELATIVE)

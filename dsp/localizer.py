@@ -78,8 +78,12 @@ class BlockStream:
         if not 0.0 <= float(smoothing) < 1.0:
             raise ParameterError(f"smoothing must be in [0, 1), got {smoothing}")
         self.smoothing = float(smoothing)
-        # The same memory in seconds whatever the step: a ** (blocks per call).
-        self._alpha = self.smoothing ** (self.step / self.block_advance)
+        self._alpha = self._per_call(self.smoothing)
+
+    def _per_call(self, smoothing: float) -> float:
+        """The factor per call with the memory in seconds of ``smoothing`` per block, whatever the
+        step: smoothing ** (blocks per call)."""
+        return smoothing ** (self.step / self.block_advance)
 
     def reset(self) -> None:
         self._smoothed = None
@@ -126,8 +130,7 @@ class BlockStream:
         smoothing, row 1 with at least MEMORY_SMOOTHING (see doascope.dsp.extraction.memory_candidates)."""
         if state is None or state.shape != (2,) + new.shape:
             return np.stack([new, new]).astype(np.float32)
-        slow = max(self.smoothing, MEMORY_SMOOTHING) ** (self.step / self.block_advance)
-        a = np.array([[self._alpha], [slow]], np.float32)
+        a = np.array([[self._alpha], [self._per_call(max(self.smoothing, MEMORY_SMOOTHING))]], np.float32)
         return a * state + (1.0 - a) * new
 
     def _block_stop(self, start: int, X: np.ndarray) -> int:
@@ -258,8 +261,7 @@ class Localizer(BlockStream):
         if active:
             integrated = self._integrate_stats(stats)
             spectrum = self.estimator.spectrum_from(integrated)
-            votes = None
-            memory = {}    # SrpPhat's per-bin votes only: the other estimators' candidates take no memory
+            votes = memory = None
             if self.n_sources > 1 and hasattr(self.estimator, "frame_peaks") and self.extraction == "votes":
                 by_bin = getattr(self.estimator, "bin_votes_ok", False)
                 width = BIN_VOTE_WIDTH_DEG if by_bin else VOTE_WIDTH_DEG
@@ -269,13 +271,13 @@ class Localizer(BlockStream):
                 if by_bin:
                     # two maps: the votes with the smoothing's memory, and with a longer one
                     self._votes = self._integrated_votes(self._votes, kernels.spread(frame_votes()))
-                    votes, memory = self._votes[0], {"memory": self._votes[1]}
+                    votes, memory = self._votes
                 else:
                     points, values = frame_peaks()
                     self._votes = votes = self._integrated(self._votes, kernels.map(points, values ** 2))
             peaks = tuple(self.estimator.candidates(integrated, spectrum, self.n_sources, votes=votes,
                                                     min_separation=self.min_separation, extraction=self.extraction,
-                                                    **memory))
+                                                    memory=memory))
         else:
             spectrum = self.estimator.spectrum_from(stats)
             peaks = ()

@@ -396,9 +396,10 @@ class UniversalDnn(Estimator):
         return points, s[np.arange(s.shape[0]), points]
 
     def candidates(self, stats, spectrum, n_sources, *, min_separation=20.0, votes=None,
-                   extraction=DEFAULT_EXTRACTION):
+                   extraction=DEFAULT_EXTRACTION, memory=None):
         """One source: the spectrum's peak. Several: by frame votes where the localizer gives them
-        (``extraction="votes"``, the default), as srp-phat does; otherwise the spectrum's peaks."""
+        (``extraction="votes"``, the default), as srp-phat does; otherwise the spectrum's peaks.
+        (``memory`` comes with per-bin votes only, which this network does not cast.)"""
         if extraction not in EXTRACTIONS:
             raise ParameterError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
         peaks = super().candidates(stats, spectrum, n_sources, min_separation=min_separation)
