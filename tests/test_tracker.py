@@ -11,7 +11,7 @@ from doascope import ParameterError
 from doascope.dsp.grids import angular_distance
 from doascope.dsp.peaks import Peak
 from doascope.dsp.track_metrics import score_tracks
-from doascope.dsp.tracker import Tracker, TrackState
+from doascope.dsp.tracker import _EARLY_FRACTION, Tracker, TrackState
 
 HOP = 0.016  # seconds: 256 samples at 16 kHz
 
@@ -48,8 +48,9 @@ def test_static_source_confirmed_with_id_1():
     times = np.arange(0, 2.0, HOP)
     out = run(tracker, times, lambda t: [peak(123.0 + rng.uniform(-3, 3))])
     first = next(t for t, tracks in out if tracks)
-    # Alone and the strongest peak of every frame: confirmed after half of confirm_time.
-    assert tracker.params["confirm_time"] / 2 <= first <= tracker.params["confirm_time"] / 2 + 2 * HOP
+    # Alone and the strongest peak of every frame: confirmed after a fraction of confirm_time.
+    early = _EARLY_FRACTION * tracker.params["confirm_time"]
+    assert early <= first <= early + 2 * HOP
     for t, tracks in out:
         if t >= first:
             assert [s.id for s in tracks] == [1]
@@ -63,12 +64,13 @@ def test_static_source_confirmed_with_id_1():
 
 
 def test_brief_peaks_never_confirm():
-    # One spurious peak, and a burst just shorter than half confirm_time: neither becomes a source.
+    # One spurious peak, and a burst just shorter than the early fraction of confirm_time: neither
+    # becomes a source.
     tracker = Tracker()
     times = np.arange(0, 1.0, HOP)
     assert not any(tr for _, tr in run(tracker, times, lambda t: [peak(200.0)] if t < HOP / 2 else []))
     tracker.reset()
-    burst = tracker.params["confirm_time"] / 2 - HOP
+    burst = _EARLY_FRACTION * tracker.params["confirm_time"] - HOP
     assert not any(tr for _, tr in run(tracker, times, lambda t: [peak(200.0)] if t < burst else []))
     # Near a known source (within three gates) even the strongest peak needs the whole confirm_time.
     tracker.reset()
@@ -78,16 +80,17 @@ def test_brief_peaks_never_confirm():
     assert all([s.id for s in tracks] == [1] for _, tracks in out)
 
 
-def test_a_new_talker_far_from_every_track_shows_up_after_half_the_confirm_time():
+def test_a_new_talker_far_from_every_track_shows_up_after_a_fraction_of_the_confirm_time():
     tracker = Tracker()
     confirm = tracker.params["confirm_time"]
+    assert 0 < _EARLY_FRACTION < 1
     out = run(tracker, np.arange(0, 1.0, HOP), lambda t: [peak(300.0)])
     first = next(t for t, tracks in out if tracks)
-    assert confirm / 2 <= first < confirm
+    assert _EARLY_FRACTION * confirm <= first < confirm
     # A second talker 120 degrees away, the strongest peak of every frame: as soon.
     out = run(tracker, 1.0 + np.arange(0, 1.0, HOP), lambda t: [peak(60.0), peak(300.0, power=0.5)])
     first = next(t for t, tracks in out if len(tracks) == 2)
-    assert confirm / 2 <= first - 1.0 < confirm
+    assert _EARLY_FRACTION * confirm <= first - 1.0 < confirm
 
 
 def test_min_power_ignores_weak_peaks():
