@@ -238,3 +238,36 @@ def test_the_two_vote_maps_integrate_with_their_own_memories(step):
     loc.set_smoothing(0.9)
     both = loc._integrated_votes(np.stack([maps[0], maps[0]]), maps[1])
     np.testing.assert_allclose(both[0], both[1])
+
+
+def test_with_three_sources_held_the_memory_takes_a_fourth_with_less_support():
+    """Three talkers and a fan: once MANY_SOURCES of the memory's sources hold MEMORY_SUPPORT and more
+    are asked for, a further one needs only MEMORY_SUPPORT_MANY of the recent votes' maximum (the
+    weakest of four wins few recent bins). With fewer held (a dialogue's talker who has stopped, still
+    in the memory) or no more asked for, the full support stands."""
+    from doascope.dsp.extraction import (MANY_SOURCES, MEMORY_SUPPORT, MEMORY_SUPPORT_MANY, memory_candidates,
+                                         vote_extraction)
+    from doascope.dsp.grids import circle_grid
+
+    assert MANY_SOURCES == 3 and MEMORY_SUPPORT_MANY < MEMORY_SUPPORT
+    grid = circle_grid(1.0)
+    weak = 0.5 * (MEMORY_SUPPORT + MEMORY_SUPPORT_MANY)              # between the two supports
+    memory = _bumps(grid, {40.0: 1.0, 130.0: 0.9, 220.0: 0.8, 310.0: 0.7})
+    votes = _bumps(grid, {42.0: 1.0, 128.0: 0.8, 221.0: 0.6, 308.0: weak})
+    spectrum = np.linspace(0.1, 0.2, len(grid), dtype=np.float32)
+    four = memory_candidates(votes, memory, grid, 4, min_separation=20.0, share=0.4)
+    assert [round(p.azimuth) for p in four] == [40, 130, 220, 310]      # ordered by the recent votes
+    found = vote_extraction(votes, spectrum, [], grid, 4, min_separation=20.0, share=0.4, memory=memory)
+    assert [round(p.azimuth) for p in found] == [40, 130, 220, 310]
+    # three asked for: three held already, nothing more to look for
+    assert [round(p.azimuth) for p in memory_candidates(votes, memory, grid, 3, min_separation=20.0,
+                                                        share=0.4)] == [40, 130, 220]
+    # an explicit support is the support
+    assert [round(p.azimuth) for p in memory_candidates(votes, memory, grid, 4, min_separation=20.0, share=0.4,
+                                                        support=MEMORY_SUPPORT)] == [40, 130, 220]
+    # two held (two talking now) and a talker who has stopped: not let back in, even with four asked for
+    two = _bumps(grid, {42.0: 1.0, 128.0: 0.8, 308.0: weak})
+    assert [round(p.azimuth) for p in memory_candidates(two, memory, grid, 4, min_separation=20.0,
+                                                        share=0.4)] == [40, 130]
+    found = vote_extraction(two, spectrum, [], grid, 4, min_separation=20.0, share=0.4, memory=memory)
+    assert [round(p.azimuth) for p in found] == [40, 130]
