@@ -55,6 +55,8 @@ from doascope.config import AUTO_SOURCES, MAX_SOURCES, source_count  # noqa: E40
 SECONDARY_SHARE = 0.2        # of the strongest source's frame votes
 SECONDARY_RELATIVE = 0.45    # of the strongest peak's power (methods without frame votes)
 STEADY_RELATIVE = 0.8        # of the strongest peak's power, for a spectrum peak the votes missed
+# ... and once MANY_SOURCES are found by the votes (three talkers beside a fan hold most frames between them)
+STEADY_RELATIVE_MANY = 0.6
 # How several sources are told apart (see Estimator.candidates): "votes" detected best in the
 # tracking bench (coverage, ghosts), "removal" is ODAS's way, "peaks" the plain spectrum's peaks.
 EXTRACTIONS = ("votes", "removal", "peaks")
@@ -185,15 +187,16 @@ def memory_candidates(votes: np.ndarray, memory: np.ndarray, grid: Grid, n_sourc
 
 def vote_extraction(votes: np.ndarray, spectrum: np.ndarray, peaks: list[Peak], grid: Grid, n_sources: int, *,
                     min_separation: float, share: float = SECONDARY_SHARE,
-                    memory: np.ndarray | None = None) -> list[Peak]:
+                    memory: np.ndarray | None = None, steady: bool = True) -> list[Peak]:
     """Several sources by frame votes (see the module docstring): the vote map's peaks that pass the
-    presence test, most votes first, each with its power in the (integrated) ``spectrum``; then any of
-    the spectrum's own ``peaks`` (strongest first) with at least STEADY_RELATIVE of the strongest
-    one's power that no vote peak explains (a steady source, such as a fan, holds every frame alike
-    and wins few votes against a talker). With fewer than two vote peaks, the spectrum's strongest
-    peak (one talker: the averaged spectrum places it best). Given the votes' longer ``memory``, when
-    the votes find two or more sources and the memory holds two or more that they still support,
-    those are the sources (:func:`memory_candidates`)."""
+    presence test, most votes first, each with its power in the (integrated) ``spectrum``; then, with
+    ``steady``, any of the spectrum's own ``peaks`` (strongest first) with at least STEADY_RELATIVE of
+    the strongest one's power (STEADY_RELATIVE_MANY once MANY_SOURCES are found) that no vote peak
+    explains (a steady source, such as a fan, holds every frame alike and wins few votes against a
+    talker). With fewer than two vote peaks, the spectrum's strongest peak (one talker: the averaged
+    spectrum places it best). Given the votes' longer ``memory``, when the votes find two or more
+    sources and the memory holds two or more that they still support, those are the sources
+    (:func:`memory_candidates`)."""
     detected = vote_candidates(votes, grid, n_sources, min_separation=min_separation, share=share)
     if len(detected) >= 2 and memory is not None:
         held = memory_candidates(votes, memory, grid, n_sources, min_separation=min_separation, share=share)
@@ -204,9 +207,12 @@ def vote_extraction(votes: np.ndarray, spectrum: np.ndarray, peaks: list[Peak], 
     if len(detected) < 2:
         detected = peaks[:1]
     found = [Peak(p.azimuth, p.elevation, float(spectrum[p.index]), p.index) for p in detected]
+    if not steady or not peaks:
+        return found
     cos_sep = np.cos(np.radians(min_separation))
+    relative = STEADY_RELATIVE_MANY if len(found) >= MANY_SOURCES else STEADY_RELATIVE
     for p in peaks:
-        if len(found) < n_sources and p.power >= STEADY_RELATIVE * peaks[0].power and all(
+        if len(found) < n_sources and p.power >= relative * peaks[0].power and all(
                 grid.vectors[p.index] @ grid.vectors[q.index] < cos_sep for q in found):
             found.append(p)
     return found
