@@ -193,8 +193,9 @@ class SrpPhat(Estimator):
         ``"votes"`` (default), the frame-vote map's peaks that pass the presence test, most votes
         first, then, with frame votes (not per-bin votes), any spectrum peak of at least STEADY_RELATIVE
         of the strongest one's power that no vote peak explains (a steady source, such as a fan, holds
-        every frame alike and wins few votes against a talker); ``"removal"``, the spectrum's peaks found one at a time, each one's
-        delay removed from the cross-spectra before the next is looked for; ``"peaks"``, the
+        every frame alike and wins few votes against a talker); ``"removal"``, the spectrum's peaks
+        found one at a time, each one's delay removed from the cross-spectra before the next is looked
+        for; ``"peaks"``, the
         spectrum's own peaks. ``memory``: the per-bin votes integrated over a longer time, which
         take over when the votes find simultaneous sources (doascope.dsp.extraction.memory_candidates)."""
         if extraction not in EXTRACTIONS:
