@@ -380,6 +380,34 @@ def test_a_drowned_talker_comes_back_on_a_weaker_peak_heard_in_most_frames_not_o
     assert not any(s.id == third or az_error(s.azimuth, 180.0) < 20 for t, tracks in out if t >= 2.2 for s in tracks)
 
 
+def test_a_source_heard_beside_several_talkers_but_never_the_strongest_is_confirmed_and_kept():
+    """Three talkers leading in turn and a fan that never leads: it is there in every frame, far
+    from every talker, while the others are heard, so it is a source (a lone talker's reflection,
+    heard beside one track only, never is: see the test above)."""
+    rng = np.random.default_rng(4)
+
+    def peaks_at(t):
+        talkers = sorted((peak(az + rng.uniform(-2, 2), power=rng.uniform(0.6, 1)) for az in (0.0, 90.0, 180.0)),
+                         key=lambda p: -p.power)
+        return talkers + [peak(270.0 + rng.uniform(-2, 2), power=0.5)]
+
+    out = run(Tracker(), np.arange(0, 6.0, HOP), peaks_at)
+    fan = [s.id for s in out[-1][1] if az_error(s.azimuth, 270.0) < 5.0]
+    assert len(fan) == 1 and len(out[-1][1]) == 4
+    # Confirmed within a second of the three talkers' tracks, and shown from then on under one id.
+    assert all(fan[0] in {s.id for s in tracks} for t, tracks in out if t >= 1.5)
+
+
+def test_a_second_talker_nearly_as_loud_as_the_first_is_confirmed_though_it_never_leads():
+    """Two talkers at once, the second at 95 % of the first's power in every frame: a source. At 60 %
+    (a reflection, the test above) it never is."""
+    rng = np.random.default_rng(6)
+    out = run(Tracker(), np.arange(0, 3.0, HOP),
+              lambda t: [peak(60.0 + rng.uniform(-2, 2)), peak(200.0 + rng.uniform(-2, 2), power=0.95)])
+    assert sorted(round(s.azimuth / 10) * 10 for s in out[-1][1]) == [60, 200]
+    assert all(len(tracks) == 2 for t, tracks in out if t >= 1.5)
+
+
 def test_a_steady_source_that_leads_now_and_then_keeps_its_track():
     """A fan beside talkers: the strongest peak for 0.5 s every 4.5 s, a weaker peak in between."""
     tracker = Tracker()
