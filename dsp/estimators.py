@@ -191,10 +191,11 @@ class SrpPhat(Estimator):
                    extraction=DEFAULT_EXTRACTION, memory=None):
         """One source: the spectrum's peak. Several, by ``extraction`` (see doascope.dsp.extraction):
         ``"votes"`` (default), the frame-vote map's peaks that pass the presence test, most votes
-        first, then any spectrum peak of at least STEADY_RELATIVE of the strongest one's power that
-        no vote peak explains (a steady source, such as a fan, holds every frame alike and wins few
-        votes against a talker); ``"removal"``, the spectrum's peaks found one at a time, each one's
-        delay removed from the cross-spectra before the next is looked for; ``"peaks"``, the
+        first, then, with frame votes (not per-bin votes), any spectrum peak of at least STEADY_RELATIVE
+        of the strongest one's power that no vote peak explains (a steady source, such as a fan, holds
+        every frame alike and wins few votes against a talker); ``"removal"``, the spectrum's peaks
+        found one at a time, each one's delay removed from the cross-spectra before the next is looked
+        for; ``"peaks"``, the
         spectrum's own peaks. ``memory``: the per-bin votes integrated over a longer time, which
         take over when the votes find simultaneous sources (doascope.dsp.extraction.memory_candidates)."""
         if extraction not in EXTRACTIONS:
@@ -205,8 +206,9 @@ class SrpPhat(Estimator):
             return sequential_removal(stats, self.spectrum_from, self.delay_phasors, self.grid, n_sources,
                                       min_separation=min_separation)
         peaks = super().candidates(stats, spectrum, n_sources, min_separation=min_separation)
+        by_bin = self.bin_votes_ok
         return vote_extraction(votes, spectrum, peaks, self.grid, n_sources, min_separation=min_separation,
-                               share=BIN_VOTE_SHARE if self.bin_votes_ok else SECONDARY_SHARE, memory=memory)
+                               share=BIN_VOTE_SHARE if by_bin else SECONDARY_SHARE, memory=memory, steady=not by_bin)
 
     def frame_peaks(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each STFT frame's own SRP-PHAT maximum: (frames,) grid indices and (frames,) values (see

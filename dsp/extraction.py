@@ -55,6 +55,10 @@ from doascope.config import AUTO_SOURCES, MAX_SOURCES, source_count  # noqa: E40
 SECONDARY_SHARE = 0.2        # of the strongest source's frame votes
 SECONDARY_RELATIVE = 0.45    # of the strongest peak's power (methods without frame votes)
 STEADY_RELATIVE = 0.8        # of the strongest peak's power, for a spectrum peak the votes missed
+# ... and once MANY_SOURCES are found by the votes (three talkers beside a fan hold most frames between
+# them; chosen on the MATRIX Creator's three talkers + fan, seeds 1-16: coverage 0.756 with 0.8, 0.766
+# with 0.7, 0.783 with 0.6, 0.782 with 0.5)
+STEADY_RELATIVE_MANY = 0.6
 # How several sources are told apart (see Estimator.candidates): "votes" detected best in the
 # tracking bench (coverage, ghosts), "removal" is ODAS's way, "peaks" the plain spectrum's peaks.
 EXTRACTIONS = ("votes", "removal", "peaks")
@@ -80,6 +84,15 @@ BIN_VOTE_SHARE = 0.4
 # 69.7 % with two / three talkers) at half the cost (a window's extraction 41 against 76 us).
 MEMORY_SMOOTHING = 0.8
 MEMORY_SUPPORT = 0.5
+# Many simultaneous sources (three talkers and a fan): once MANY_SOURCES of the memory's sources hold
+# MEMORY_SUPPORT and more are asked for, the memory's sources are taken again with MEMORY_SUPPORT_MANY.
+# The weakest of four sources wins few of the recent bins (often under a third of the strongest one's
+# votes) while the memory still holds it; a dialogue's stopped talker, which the full support keeps out,
+# rarely comes with three sources held. Chosen on the tracking bench's three talkers + fan, seeds 1-16
+# (0.2, 0.25 and 0.3 within 0.002 of each other; a lower support for every source when four are asked
+# for, without the three held first, let a dialogue's stopped talker through with `--sources auto`).
+MANY_SOURCES = 3
+MEMORY_SUPPORT_MANY = 0.25
 
 
 def frame_vote_map(grid: Grid, points: np.ndarray, weights: np.ndarray, width_deg: float = VOTE_WIDTH_DEG) -> np.ndarray:
@@ -157,29 +170,35 @@ def memory_candidates(votes: np.ndarray, memory: np.ndarray, grid: Grid, n_sourc
     that the short-memory ``votes`` still support (their value there is at least ``support``, default
     MEMORY_SUPPORT, of their maximum): at most ``n_sources``, taken in the memory's order, then ordered
     by that support (the source heard most now first, as the tracker expects of a block's strongest
-    source)."""
-    support = MEMORY_SUPPORT if support is None else support
+    source). When MANY_SOURCES or more pass (but fewer than ``n_sources``), they are taken again with
+    the support MEMORY_SUPPORT_MANY (with ``support`` not given)."""
     top = float(votes.max())
-    held = []
     # twice as many looked at: a talker who has stopped must not crowd out one who still speaks
-    for p in find_peaks(memory, grid, 2 * n_sources, min_separation=min_separation, min_relative=share):
-        now = float(votes[p.index])
-        if now >= support * top:
-            held.append((now, p))
-    return [p for _, p in sorted(held[:n_sources], key=lambda hp: -hp[0])]
+    looked = [(float(votes[p.index]), p) for p in find_peaks(memory, grid, 2 * n_sources,
+                                                              min_separation=min_separation, min_relative=share)]
+
+    def held(level: float) -> list[Peak]:
+        kept = [(now, p) for now, p in looked if now >= level * top][:n_sources]
+        return [p for _, p in sorted(kept, key=lambda hp: -hp[0])]
+
+    found = held(MEMORY_SUPPORT if support is None else support)
+    if support is None and MANY_SOURCES <= len(found) < n_sources:
+        found = held(MEMORY_SUPPORT_MANY)
+    return found
 
 
 def vote_extraction(votes: np.ndarray, spectrum: np.ndarray, peaks: list[Peak], grid: Grid, n_sources: int, *,
                     min_separation: float, share: float = SECONDARY_SHARE,
-                    memory: np.ndarray | None = None) -> list[Peak]:
+                    memory: np.ndarray | None = None, steady: bool = True) -> list[Peak]:
     """Several sources by frame votes (see the module docstring): the vote map's peaks that pass the
-    presence test, most votes first, each with its power in the (integrated) ``spectrum``; then any of
-    the spectrum's own ``peaks`` (strongest first) with at least STEADY_RELATIVE of the strongest
-    one's power that no vote peak explains (a steady source, such as a fan, holds every frame alike
-    and wins few votes against a talker). With fewer than two vote peaks, the spectrum's strongest
-    peak (one talker: the averaged spectrum places it best). Given the votes' longer ``memory``, when
-    the votes find two or more sources and the memory holds two or more that they still support,
-    those are the sources (:func:`memory_candidates`)."""
+    presence test, most votes first, each with its power in the (integrated) ``spectrum``; then, with
+    ``steady``, any of the spectrum's own ``peaks`` (strongest first) with at least STEADY_RELATIVE of
+    the strongest one's power (STEADY_RELATIVE_MANY once MANY_SOURCES are found) that no vote peak
+    explains (a steady source, such as a fan, holds every frame alike and wins few votes against a
+    talker). With fewer than two vote peaks, the spectrum's strongest peak (one talker: the averaged
+    spectrum places it best). Given the votes' longer ``memory``, when the votes find two or more
+    sources and the memory holds two or more that they still support, those are the sources
+    (:func:`memory_candidates`)."""
     detected = vote_candidates(votes, grid, n_sources, min_separation=min_separation, share=share)
     if len(detected) >= 2 and memory is not None:
         held = memory_candidates(votes, memory, grid, n_sources, min_separation=min_separation, share=share)
@@ -190,9 +209,12 @@ def vote_extraction(votes: np.ndarray, spectrum: np.ndarray, peaks: list[Peak], 
     if len(detected) < 2:
         detected = peaks[:1]
     found = [Peak(p.azimuth, p.elevation, float(spectrum[p.index]), p.index) for p in detected]
+    if not steady or not peaks:
+        return found
     cos_sep = np.cos(np.radians(min_separation))
+    relative = STEADY_RELATIVE_MANY if len(found) >= MANY_SOURCES else STEADY_RELATIVE
     for p in peaks:
-        if len(found) < n_sources and p.power >= STEADY_RELATIVE * peaks[0].power and all(
+        if len(found) < n_sources and p.power >= relative * peaks[0].power and all(
                 grid.vectors[p.index] @ grid.vectors[q.index] < cos_sep for q in found):
             found.append(p)
     return found

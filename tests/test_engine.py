@@ -324,7 +324,10 @@ def test_configure_while_running_takes_effect_without_stopping(prof):
     assert loc.n_sources == 3 and loc.smoothing == 0.8
     assert engine.config.n_sources == 3
     after = snapshot[k:]
-    assert max(len(f.peaks) for f in after) == 3
+    # Both talkers are still reported, and no frame reports more than the three now asked for (with two
+    # talkers a third peak would be a spurious one: srp-phat's per-bin votes no longer add the
+    # averaged spectrum's further peaks, so it rarely comes).
+    assert max(len(f.peaks) for f in after) in (2, 3)
     assert max(len(f.peaks) for f in snapshot[:k]) == 2
     # The tracker keeps its tracks across the switch: the ids of the two talkers go on.
     ids_before = {tr.id for tr in snapshot[k - 1].tracks}
