@@ -195,9 +195,9 @@ class SrpPhat(Estimator):
         of the strongest one's power that no vote peak explains (a steady source, such as a fan, holds
         every frame alike and wins few votes against a talker); ``"removal"``, the spectrum's peaks
         found one at a time, each one's delay removed from the cross-spectra before the next is looked
-        for; ``"peaks"``, the
-        spectrum's own peaks. ``memory``: the per-bin votes integrated over a longer time, which
-        take over when the votes find simultaneous sources (doascope.dsp.extraction.memory_candidates)."""
+        for; ``"peaks"``, the spectrum's own peaks. ``memory``: the per-bin votes integrated over a
+        longer time, which take over when the votes find simultaneous sources
+        (doascope.dsp.extraction.memory_candidates)."""
         if extraction not in EXTRACTIONS:
             raise ParameterError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
         if n_sources <= 1 or extraction == "peaks" or (extraction == "votes" and votes is None):
