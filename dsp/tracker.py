@@ -11,8 +11,8 @@ each frame: being the frame's strongest peak counts for it, going unheard while 
 counts against it, and a weaker peak beside a stronger source counts for nothing, because that is
 how a reflection of the stronger source behaves; unless two other shown tracks are heard in the same
 frame (a talker drowned among several) or it is nearly as strong (a second talker), and, for a new
-track, it lies far from every known one: then it counts a quarter of a lead. A weaker peak between two shown tracks, where
-their merged lobes put one, starts no track. A tentative track is confirmed (given an id) once
+track, it lies far from every known one: then it counts a quarter of a lead. A weaker peak between
+two shown tracks, where their merged lobes put one, starts no track. A tentative track is confirmed (given an id) once
 that probability is high and it has lived ``confirm_time`` (a third of it when it has led every frame
 far from every known track: a new talker); it is dropped once the probability is low. A confirmed
 track unheard for ``hold_time`` is no longer reported and stops moving (unless a louder talker it
@@ -103,10 +103,10 @@ _BETWEEN_DEG = 100.0
 # memory (see _backed) as a lead does. With three talkers and a fan, a talker drowned among the
 # others seldom or never leads, and the lead-only evidence never confirmed it; a lone talker's
 # reflection does not get this evidence (one other track heard; but see _SUPPORT_SHARE), nor does a
-# peak dragged beside a known track (bench --tracking's tuning scenes, seeds 1-16, replayed peaks: three talkers + fan
-# coverage 0.792 -> 0.823, ghosts 0.023 and id switches 0.14 per talker-minute unchanged, dialogues
-# unchanged; a birth within three gates of a known track gave 0.824 / 0.038 / 0.64, tracks born
-# beside a misplaced one and taking its talker).
+# peak dragged beside a known track (bench --tracking's tuning scenes, seeds 1-16, replayed peaks:
+# three talkers + fan coverage 0.792 -> 0.823, ghosts 0.023 and id switches 0.14 per talker-minute
+# unchanged, dialogues unchanged; a birth within three gates of a known track gave 0.824 / 0.038 /
+# 0.64, tracks born beside a misplaced one and taking its talker).
 # The same holds for a weaker peak with at least _SUPPORT_SHARE of the frame's strongest peak's power,
 # whoever else is heard: two talkers at once, the second nearly as loud as the first (a reflection
 # is mostly weaker). A second talker 80-180 degrees from a shown track, nearly as loud, went

@@ -386,7 +386,7 @@ def test_a_drowned_talker_comes_back_on_a_weaker_peak_heard_in_most_frames_not_o
 def test_a_source_heard_beside_several_talkers_but_never_the_strongest_is_confirmed_and_kept():
     """Three talkers leading in turn and a fan that never leads: it is there in every frame, far
     from every talker, while the others are heard, so it is a source (a lone talker's reflection,
-    heard beside one track only, never is: see the test above)."""
+    heard beside one track only, is not: test_a_peak_that_is_never_the_strongest_is_never_confirmed)."""
     rng = np.random.default_rng(4)
 
     def peaks_at(t):
@@ -403,7 +403,7 @@ def test_a_source_heard_beside_several_talkers_but_never_the_strongest_is_confir
 
 def test_a_second_talker_nearly_as_loud_as_the_first_is_confirmed_though_it_never_leads():
     """Two talkers at once, the second at 95 % of the first's power in every frame: a source. At 60 %
-    (a reflection, the test above) it never is."""
+    (a reflection: test_a_peak_that_is_never_the_strongest_is_never_confirmed) it never is."""
     rng = np.random.default_rng(6)
     out = run(Tracker(), np.arange(0, 3.0, HOP),
               lambda t: [peak(60.0 + rng.uniform(-2, 2)), peak(200.0 + rng.uniform(-2, 2), power=0.95)])
