@@ -164,6 +164,11 @@ def vote_candidates(votes: np.ndarray, grid: Grid, n_sources: int, *, min_separa
     return find_peaks(votes, grid, n_sources, min_separation=min_separation, min_relative=share)
 
 
+def _apart(grid: Grid, p: Peak, found, cos_sep: float) -> bool:
+    """Whether peak p lies farther than the separation (cosine ``cos_sep``) from every peak of ``found``."""
+    return all(grid.vectors[p.index] @ grid.vectors[q.index] < cos_sep for q in found)
+
+
 def memory_candidates(votes: np.ndarray, memory: np.ndarray, grid: Grid, n_sources: int, *, min_separation: float,
                       share: float, support: float | None = None) -> list[Peak]:
     """The peaks of ``memory`` (votes integrated over a longer time) that pass the presence test and
@@ -199,23 +204,20 @@ def vote_extraction(votes: np.ndarray, spectrum: np.ndarray, peaks: list[Peak], 
     spectrum places it best). Given the votes' longer ``memory``, when the votes find two or more
     sources and the memory holds two or more that they still support, those are the sources
     (:func:`memory_candidates`)."""
+    cos_sep = np.cos(np.radians(min_separation))
     detected = vote_candidates(votes, grid, n_sources, min_separation=min_separation, share=share)
     if len(detected) >= 2 and memory is not None:
         held = memory_candidates(votes, memory, grid, n_sources, min_separation=min_separation, share=share)
         if len(held) >= 2:   # then the recent votes' other sources, away from those
-            cos_sep = np.cos(np.radians(min_separation))
-            detected = held + [p for p in detected if all(grid.vectors[p.index] @ grid.vectors[q.index] < cos_sep
-                                                           for q in held)][:n_sources - len(held)]
+            detected = held + [p for p in detected if _apart(grid, p, held, cos_sep)][:n_sources - len(held)]
     if len(detected) < 2:
         detected = peaks[:1]
     found = [Peak(p.azimuth, p.elevation, float(spectrum[p.index]), p.index) for p in detected]
     if not steady or not peaks:
         return found
-    cos_sep = np.cos(np.radians(min_separation))
     relative = STEADY_RELATIVE_MANY if len(found) >= MANY_SOURCES else STEADY_RELATIVE
     for p in peaks:
-        if len(found) < n_sources and p.power >= relative * peaks[0].power and all(
-                grid.vectors[p.index] @ grid.vectors[q.index] < cos_sep for q in found):
+        if len(found) < n_sources and p.power >= relative * peaks[0].power and _apart(grid, p, found, cos_sep):
             found.append(p)
     return found
 
@@ -251,7 +253,7 @@ def sequential_removal(C: np.ndarray, spectrum_of, phasors_at, grid: Grid, n_sou
         s = spectrum_of(residual)
         # Sidelobes of removed sources can still be local maxima next to them: look a little further.
         peak = next((p for p in find_peaks(s, grid, 2 * len(found) + 1, min_separation=0.0)
-                     if all(grid.vectors[p.index] @ grid.vectors[q.index] < cos_sep for q in found)), None)
+                     if _apart(grid, p, found, cos_sep)), None)
         if peak is None or not peak.power > 0 or (found and peak.power < relative * found[0].power):
             break
         comps.append(delay_component(residual, phasors_at(peak.index)))
