@@ -65,7 +65,8 @@ class ActivityGate:
     rise_db : how far above the floor a block must be to count as active on energy alone
     coherence : coherence above which a block is active whatever its energy (steady sources);
         given as the margin above the white-noise value 1/frames
-    absolute_floor : band power below which nothing is ever active (digital silence)
+    absolute_floor : band power below which nothing is ever active (digital silence, which does not
+        count towards the noise floor either)
     """
 
     def __init__(self, *, floor_blocks: int = 40, rise_db: float = 4.0, coherence: float = 0.25,
@@ -78,10 +79,13 @@ class ActivityGate:
 
     def update(self, energy: float, coherence: float, frames: int) -> bool:
         """Feed one block's statistics; returns whether the block is active."""
+        if not energy > self.absolute_floor:
+            # Digital silence says nothing of the noise floor: counted in, it held the floor at zero
+            # for floor_blocks after a stream that starts with zeros (a device before it delivers
+            # sound, a file's padding), and the sensor noise that follows passed as sound.
+            return False
         self._history.append(energy)
         self.floor = min(self._history)
-        if not energy > self.absolute_floor:
-            return False
         coherent = coherence > 1.0 / max(frames, 1) + self.coherence_margin
         return bool(energy > self.rise * self.floor or coherent)
 

@@ -688,3 +688,16 @@ def test_bad_input_raises_parameter_error(call):
     assert isinstance(info.value, DoascopeError) and isinstance(info.value, ValueError)
     msg = str(info.value)
     assert msg and "\n" not in msg
+
+
+def test_activity_gate_learns_its_floor_from_sound_not_from_digital_silence():
+    """A stream that starts with digital zeros (a device before it delivers sound), then sensor noise,
+    then a talker: the noise is not taken for sound, the talker is. Counted into the floor, the zeros
+    held it at zero and every noise block passed."""
+    gate = dsp.ActivityGate()
+    frames, noise = 8, 1e-4
+    assert not any(gate.update(0.0, 0.0, frames) for _ in range(20))
+    assert not any(gate.update(noise * (1 + 0.1 * (k % 3)), 1.0 / frames, frames) for k in range(20))
+    assert gate.update(100 * noise, 1.0 / frames, frames)
+    # A coherent block is active whatever its energy (a steady source the floor would absorb).
+    assert gate.update(noise, 0.9, frames)
