@@ -411,6 +411,25 @@ def test_a_second_talker_nearly_as_loud_as_the_first_is_confirmed_though_it_neve
     assert all(len(tracks) == 2 for t, tracks in out if t >= 1.5)
 
 
+def test_among_several_talkers_a_weaker_one_heard_in_most_frames_is_confirmed():
+    """Three talkers leading in turn, and a fourth never the strongest, missing from three frames in
+    ten (drowned by the others): still a source, shown within tentative_time of its first peak."""
+    rng = np.random.default_rng(8)
+    frames = iter(range(10 ** 6))
+
+    def peaks_at(t):
+        talkers = sorted((peak(az + rng.uniform(-2, 2), power=rng.uniform(0.6, 1)) for az in (0.0, 90.0, 180.0)),
+                         key=lambda p: -p.power)
+        return talkers + ([peak(270.0 + rng.uniform(-2, 2), power=0.5)] if t >= 2.0 and next(frames) % 10 not in (2, 5, 8)
+                          else [])
+
+    tracker = Tracker()
+    out = run(tracker, np.arange(0, 5.0, HOP), peaks_at)
+    shown = [t for t, tracks in out if any(az_error(s.azimuth, 270.0) < 5.0 for s in tracks)]
+    assert shown and shown[0] < 2.0 + tracker.params["tentative_time"]
+    assert len(out[-1][1]) == 4
+
+
 def test_a_steady_source_that_leads_now_and_then_keeps_its_track():
     """A fan beside talkers: the strongest peak for 0.5 s every 4.5 s, a weaker peak in between."""
     tracker = Tracker()
