@@ -11,9 +11,12 @@ each frame: being the frame's strongest peak counts for it, going unheard while 
 counts against it, and a weaker peak beside a stronger source counts for nothing, because that is
 how a reflection of the stronger source behaves; unless two other shown tracks are heard in the same
 frame (a talker drowned among several) or it is nearly as strong (a second talker), and, for a new
-track, it lies far from every known one: then it counts a quarter of a lead. Among several talkers
-heard at once, a frame without a peak for a new track counts less against it (a talker is drowned in
-many frames). A weaker peak between
+track, it lies far from every known one: then it counts a quarter of a lead. So does a peak of 70 %
+of the strongest one's power for a new track, far from every known one, that has been hit in nearly
+every frame since its birth and whose share of the strongest peak's power has varied: a quieter
+second talker, where a reflection's share of its source's power hardly changes. Among several
+talkers heard at once, a frame without a peak for a new track counts less against it (a talker is
+drowned in many frames). A weaker peak between
 two shown tracks, where their merged lobes put one, starts no track. A tentative track is confirmed (given an id) once
 that probability is high and it has lived ``confirm_time`` (a third of it when it has led every frame
 far from every known track: a new talker); it is dropped once the probability is low. A confirmed
@@ -123,6 +126,23 @@ _SUPPORT_SHARE = 0.9
 # heard in 60-70 % of the frames never gathered enough (seeds 1-16, replayed peaks: three talkers +
 # fan coverage 0.845 -> 0.848, ghosts and id switches unchanged; -0.1 and -0.2 the same within 0.001).
 _CROWDED_MISS_EVIDENCE = -0.15
+# A quieter second talker: a weaker peak with _SECOND_SHARE of the strongest peak's power also counts
+# a quarter of a lead for a new track far from every known one (as above) that has lived confirm_time,
+# has been hit in _SECOND_RATE of its frames (a talker is there all the time, where most reflections
+# and splits of a talker's lobe come and go) and whose power relative to the strongest peak's has
+# varied: the standard deviation of the log of that ratio over its frames at least _SECOND_SPREAD. A
+# reflection is a copy of its source, so its share of the source's power hardly changes, where two
+# voices rise and fall each on its own (over 0.5 s, median 0.029 for a wall's mirror image, the array
+# 0.25-0.3 m from the wall in 5 simulated rooms; 0.058 for a second talker in the crossings of seeds 1-4). A second talker
+# walking past the first went unshown until it led a frame, up to 2 s on the MATRIX Creator
+# (bench --tracking's tuning seeds 1-16, replayed peaks: crossings 0.892 -> 0.898 coverage, id
+# switches 17 either way, three talkers + fan ghosts 0.021 -> 0.022). Without the spread test the
+# mirror image was confirmed (17 simulated rooms, one talker, the array 0.2-0.4 m from a wall: ghost
+# tracks in 5 more rooms and longer ones in a sixth; with 0.03, 0.04 and 0.05, in 3, 2 and no more
+# rooms); 0.06 leaves a margin.
+_SECOND_SHARE = 0.7
+_SECOND_RATE = 0.95
+_SECOND_SPREAD = 0.06
 
 
 @dataclass(frozen=True)
@@ -171,7 +191,7 @@ class _Track:
 
     __slots__ = ("px", "py", "pz", "vx", "vy", "vz", "P00", "P01", "P11", "birth", "last_hit", "updates", "hits",
                  "hit", "activity", "power", "id", "lead", "occluded", "masked", "logodds", "last_lead", "last_shared",
-                 "peak_rate", "support")
+                 "peak_rate", "support", "ratio_n", "ratio_mean", "ratio_m2")
 
     def __init__(self, t: float, u: tuple[float, float, float], power: float, p_var: float, v_var: float):
         self.px, self.py, self.pz = u
@@ -193,6 +213,9 @@ class _Track:
         self.last_shared = -math.inf  # last frame whose peak it shared with another track (see _hidden)
         self.peak_rate = 0.0          # smoothed fraction of active frames with a peak within its gate
         self.support = False          # hit by a weaker peak that counts for it (see _SUPPORT_EVIDENCE)
+        # log(power / the frame's strongest peak's power) over a tentative track's hits: count, mean and
+        # sum of squared deviations (Welford), for its spread (see _SECOND_SPREAD)
+        self.ratio_n, self.ratio_mean, self.ratio_m2 = 0, 0.0, 0.0
 
     @property
     def p(self) -> np.ndarray:
@@ -202,6 +225,14 @@ class _Track:
     def cos(self, u: tuple[float, float, float]) -> float:
         """Cosine of the angle between the track's direction and unit vector u."""
         return self.px * u[0] + self.py * u[1] + self.pz * u[2]
+
+    def add_ratio(self, share: float) -> None:
+        """Count one frame's share of the strongest peak's power (> 0) in the spread of its log."""
+        x = math.log(max(share, 1e-12))
+        self.ratio_n += 1
+        d = x - self.ratio_mean
+        self.ratio_mean += d / self.ratio_n
+        self.ratio_m2 += d * (x - self.ratio_mean)
 
     def cos_track(self, o: "_Track") -> float:
         return self.px * o.px + self.py * o.py + self.pz * o.pz
@@ -439,9 +470,12 @@ class Tracker:
                 for i, k in pairs:
                     free[k] = False
                     tr = group[i]
+                    share = kept[k].power / kept[0].power if kept[0].power > 0 else 1.0
+                    if not tr.id:
+                        tr.add_ratio(share)
                     tr.support = (not tr.lead and (tr.id or self._alone(tr))
-                                  and (heard - bool(tr.id) >= _SUPPORT_HEARD
-                                       or kept[k].power >= _SUPPORT_SHARE * kept[0].power))
+                                  and (heard - bool(tr.id) >= _SUPPORT_HEARD or share >= _SUPPORT_SHARE
+                                       or (not tr.id and share >= _SECOND_SHARE and self._second_talker(tr, t))))
                 for i, k in pairs:
                     tr = group[i]
                     tr.power += (kept[k].power - tr.power) * smooth
@@ -580,6 +614,13 @@ class Tracker:
                 twin.activity = max(twin.activity, tr.activity)
                 twin.logodds = max(twin.logodds, tr.logodds)
         return kept
+
+    def _second_talker(self, tr: _Track, t: float) -> bool:
+        """Whether a tentative track behaves like a quieter second talker rather than a reflection
+        (see _SECOND_SHARE): old enough, hit in nearly every frame (this one included, which
+        tr.hits and tr.updates do not count yet), its share of the strongest peak's power varying."""
+        return (t - tr.birth >= self._params["confirm_time"] and (tr.hits + 1) / (tr.updates + 1) >= _SECOND_RATE
+                and tr.ratio_n >= 3 and tr.ratio_m2 / (tr.ratio_n - 1) >= _SECOND_SPREAD ** 2)
 
     def _alone(self, tr: _Track) -> bool:
         """Whether tr is farther than _ALONE_GATES gates from every confirmed track."""

@@ -411,6 +411,23 @@ def test_a_second_talker_nearly_as_loud_as_the_first_is_confirmed_though_it_neve
     assert all(len(tracks) == 2 for t, tracks in out if t >= 1.5)
 
 
+def test_a_quieter_second_talker_is_confirmed_a_mirror_image_or_a_flickering_peak_is_not():
+    """Two talkers at once, the second at 70-89 % of the first's power, there in every frame and never
+    the strongest: shown within a second. A wall's mirror image, as strong but a copy of its source
+    (its share of the source's power steady), never is; nor is a peak there in only two frames of three."""
+    def shown(second_at):
+        frames = iter(range(10 ** 6))
+        out = run(Tracker(), np.arange(0, 3.0, HOP),
+                  lambda t: [peak(60.0)] + [peak(200.0, power=p) for p in second_at(next(frames))])
+        return out, {s.id for _, tracks in out for s in tracks}
+
+    rng = np.random.default_rng(7)
+    out, ids = shown(lambda k: [rng.uniform(0.7, 0.89)])
+    assert ids == {1, 2} and all(len(tracks) == 2 for t, tracks in out if t >= 1.0)
+    assert shown(lambda k: [rng.uniform(0.79, 0.81)])[1] == {1}           # the mirror image
+    assert shown(lambda k: [rng.uniform(0.7, 0.89)] if k % 3 else [])[1] == {1}
+
+
 def test_among_several_talkers_a_weaker_one_heard_in_most_frames_is_confirmed():
     """Three talkers leading in turn, and a fourth never the strongest, missing from three frames in
     ten (drowned by the others): still a source, shown within tentative_time of its first peak."""
