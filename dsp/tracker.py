@@ -133,10 +133,10 @@ _CROWDED_MISS_EVIDENCE = -0.15
 # varied: the standard deviation of the log of that ratio over its frames at least _SECOND_SPREAD. A
 # reflection is a copy of its source, so its share of the source's power hardly changes, where two
 # voices rise and fall each on its own (over 0.5 s, median 0.029 for a wall's mirror image, the array
-# 0.25-0.3 m from the wall in 5 simulated rooms; 0.058 for a second talker in the crossings of seeds 1-4). A second talker
-# walking past the first went unshown until it led a frame, up to 2 s on the MATRIX Creator
-# (bench --tracking's tuning seeds 1-16, replayed peaks: crossings 0.892 -> 0.898 coverage, id
-# switches 17 either way, three talkers + fan ghosts 0.021 -> 0.022). Without the spread test the
+# 0.25-0.3 m from the wall in 5 simulated rooms; 0.058 for a second talker in the crossings of seeds
+# 1-4). A second talker walking past the first went unshown until it led a frame, up to 2 s on the
+# MATRIX Creator (bench --tracking's tuning seeds 1-16, replayed peaks: crossings 0.892 -> 0.898
+# coverage, id switches 17 either way, three talkers + fan ghosts 0.021 -> 0.022). Without the spread test the
 # mirror image was confirmed (17 simulated rooms, one talker, the array 0.2-0.4 m from a wall: ghost
 # tracks in 5 more rooms and longer ones in a sixth; with 0.03, 0.04 and 0.05, in 3, 2 and no more
 # rooms); 0.06 leaves a margin.
@@ -492,6 +492,7 @@ class Tracker:
                     continue
                 self._birth(t, z[k], kept[k].power, r, lead=k == strongest)
 
+        # Several talkers heard in this frame: a new track's miss counts less (see _CROWDED_MISS_EVIDENCE).
         crowded = sum(1 for tr in self._tracks if tr.id and tr.hit and not _hidden(tr, t, p)) >= _SUPPORT_HEARD
         survivors, ready = _count_frame(self._tracks, t, smooth, p, active, self._alone,
                                         _CROWDED_MISS_EVIDENCE if crowded else _MISS_EVIDENCE)

@@ -437,8 +437,8 @@ def test_among_several_talkers_a_weaker_one_heard_in_most_frames_is_confirmed():
     def peaks_at(t):
         talkers = sorted((peak(az + rng.uniform(-2, 2), power=rng.uniform(0.6, 1)) for az in (0.0, 90.0, 180.0)),
                          key=lambda p: -p.power)
-        return talkers + ([peak(270.0 + rng.uniform(-2, 2), power=0.5)] if t >= 2.0 and next(frames) % 10 not in (2, 5, 8)
-                          else [])
+        heard = t >= 2.0 and next(frames) % 10 not in (2, 5, 8)
+        return talkers + ([peak(270.0 + rng.uniform(-2, 2), power=0.5)] if heard else [])
 
     tracker = Tracker()
     out = run(tracker, np.arange(0, 5.0, HOP), peaks_at)
