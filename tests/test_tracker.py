@@ -411,6 +411,29 @@ def test_a_second_talker_nearly_as_loud_as_the_first_is_confirmed_though_it_neve
     assert all(len(tracks) == 2 for t, tracks in out if t >= 1.5)
 
 
+def test_a_talker_taking_the_turn_back_is_shown_before_leading_a_frame():
+    """A dialogue: A (60 deg) talks, then B (200 deg), then A again, while for 0.4 s the blocks still
+    put B first (the votes' memory), A nearly as strong: A's hidden track takes A back at once, under
+    its id. A weaker peak there (a reflection of B's voice) does not wake it."""
+    def run_with(a_share):
+        def peaks_at(t):
+            if t < 2.0:
+                return [peak(60.0)]
+            if t < 4.0:
+                return [peak(200.0)]
+            if t < 4.4:
+                return [peak(200.0), peak(60.0, power=a_share)]
+            return [peak(60.0)]
+        return run(Tracker(), np.arange(0, 5.0, HOP), peaks_at)
+
+    out = run_with(0.95)
+    assert {s.id for _, tracks in out for s in tracks} == {1, 2}
+    assert all(1 in {s.id for s in tracks} for t, tracks in out if 4.05 <= t < 4.4)
+    out = run_with(0.6)
+    assert not any(1 in {s.id for s in tracks} for t, tracks in out if 4.05 <= t < 4.4)
+    assert 1 in {s.id for s in out[-1][1]}
+
+
 def test_a_quieter_second_talker_is_confirmed_a_mirror_image_or_a_flickering_peak_is_not():
     """Two talkers at once, the second at 70-89 % of the first's power, there in every frame and never
     the strongest: shown within a second. A wall's mirror image, as strong but a copy of its source
