@@ -466,6 +466,7 @@ class Tracker:
         for tr in tracks:  # how often a peak comes within its gate (see _backed); a silent frame: none
             if tr.id:
                 tr.peak_rate += (float(any(tr.cos(u) >= cos_gate for u in z)) - tr.peak_rate) * rate_smooth
+        heard = 0   # shown tracks heard in this frame
         if active:
             strongest = 0 if kept and kept[0] is peaks[0] else -1   # peaks come strongest first
             # each peak's share of the strongest one's power
@@ -506,9 +507,8 @@ class Tracker:
                 self._birth(t, z[k], kept[k].power, r, lead=k == strongest)
 
         # Several talkers heard in this frame: a new track's miss counts less (see _CROWDED_MISS_EVIDENCE).
-        crowded = sum(1 for tr in self._tracks if tr.id and tr.hit and not _hidden(tr, t, p)) >= _SUPPORT_HEARD
         survivors, ready = _count_frame(self._tracks, t, smooth, p, active, self._alone,
-                                        _CROWDED_MISS_EVIDENCE if crowded else _MISS_EVIDENCE)
+                                        _CROWDED_MISS_EVIDENCE if heard >= _SUPPORT_HEARD else _MISS_EVIDENCE)
         self._tracks = self._merged(survivors)
         # Merge before confirming, so that an id once shown is never a duplicate dropped at once.
         self._next_id = _confirm(self._tracks, ready, self._next_id, lambda tr: self._hidden_near(tr, t))
